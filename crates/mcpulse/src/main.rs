@@ -1,12 +1,66 @@
 //! The `mcpulse` binary: parses the command line and wires the library crates together.
 
-use clap::Parser;
+mod cmd;
+mod units;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mcpulse", version, about = "Monitoring and autoscaling for fleets of MCP servers")]
-struct Cli {}
+#[command(
+    name = "mcpulse",
+    version,
+    about = "Monitoring and autoscaling for fleets of MCP servers",
+    long_about = "Monitoring and autoscaling for fleets of MCP (Model Context Protocol) servers.\n\n\
+                  Each subcommand is one role of the system; `mcpulse <command> --help` explains it."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+#[derive(Subcommand)]
+enum Command {
+    /// Metering proxy: put it in front of any MCP server (HTTP or stdio) to get MCP metrics without code changes
+    Meter(cmd::meter::MeterArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MCPULSE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Meter(args) => cmd::meter::run(args).await,
+        }
+    })?;
+    std::process::exit(code);
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

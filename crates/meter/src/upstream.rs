@@ -1,0 +1,282 @@
+//! Per-upstream state: admission (concurrency limit and bounded FIFO queue), load, passive health and drain.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mcpulse_telemetry::{GaugeGuard, McpMetrics, RejectionReason, UpstreamMetrics};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Admission, Upstream};
+
+/// How long an upstream that refused a connection is avoided for new sessions.
+const UNHEALTHY_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct UpstreamState {
+    pub upstream: Upstream,
+    pub label: Arc<str>,
+    pub metrics: UpstreamMetrics,
+    limiter: Option<Arc<Semaphore>>,
+    admission: Admission,
+    queued: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
+    draining: AtomicBool,
+    unhealthy_until: Mutex<Option<Instant>>,
+}
+
+/// Held while a request is being served upstream; dropping it frees the slot and lowers the gauges.
+pub struct Admitted {
+    _permit: Option<OwnedSemaphorePermit>,
+    _gauge: GaugeGuard,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl UpstreamState {
+    pub fn new(upstream: Upstream, admission: Admission, metrics: &McpMetrics) -> Self {
+        let label = upstream.label();
+        Self {
+            metrics: metrics.upstream(&label),
+            label: label.into(),
+            upstream,
+            limiter: admission
+                .max_concurrency
+                .map(|n| Arc::new(Semaphore::new(n))),
+            admission,
+            queued: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            draining: AtomicBool::new(false),
+            unhealthy_until: Mutex::new(None),
+        }
+    }
+
+    /// Waits for a free slot in FIFO order, or rejects when the queue is full or the wait too long.
+    pub async fn admit(&self) -> Result<Admitted, RejectionReason> {
+        let permit = match &self.limiter {
+            None => None,
+            Some(limiter) => match limiter.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => Some(self.wait_in_queue(limiter.clone()).await?),
+            },
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Admitted {
+            _permit: permit,
+            _gauge: self.metrics.request_started(),
+            in_flight: self.in_flight.clone(),
+        })
+    }
+
+    async fn wait_in_queue(
+        &self,
+        limiter: Arc<Semaphore>,
+    ) -> Result<OwnedSemaphorePermit, RejectionReason> {
+        // Reserve a queue place first so concurrent arrivals cannot overshoot --max-queue.
+        let reserved = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued < self.admission.max_queue).then_some(queued + 1)
+            });
+        if reserved.is_err() {
+            self.metrics.record_queue_rejection(RejectionReason::Full);
+            return Err(RejectionReason::Full);
+        }
+        let _depth = self.metrics.enqueued();
+        let waited_from = Instant::now();
+        let acquired =
+            tokio::time::timeout(self.admission.queue_timeout, limiter.acquire_owned()).await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.record_queue_wait(waited_from.elapsed());
+        match acquired {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treat it like a timeout rather than panicking.
+            Ok(Err(_)) | Err(_) => {
+                self.metrics
+                    .record_queue_rejection(RejectionReason::Timeout);
+                Err(RejectionReason::Timeout)
+            }
+        }
+    }
+
+    /// Requests being served plus requests waiting: the load used to place new sessions.
+    pub fn load(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_unhealthy(&self, now: Instant) {
+        if let Ok(mut until) = self.unhealthy_until.lock() {
+            *until = Some(now + UNHEALTHY_BACKOFF);
+        }
+    }
+
+    pub fn mark_healthy(&self) {
+        if let Ok(mut until) = self.unhealthy_until.lock()
+            && until.is_some()
+        {
+            *until = None;
+        }
+    }
+
+    pub fn is_healthy(&self, now: Instant) -> bool {
+        self.unhealthy_until
+            .lock()
+            .map(|until| until.is_none_or(|until| now >= until))
+            .unwrap_or(true)
+    }
+}
+
+/// Chooses the upstream for a new session: the least-loaded healthy one that is not draining, then fewest
+/// sessions, then lowest index; if every non-draining upstream looks unhealthy, try one anyway rather than fail.
+pub fn pick(
+    upstreams: &[UpstreamState],
+    sessions_on: impl Fn(usize) -> usize,
+    now: Instant,
+) -> Option<usize> {
+    let candidates = || {
+        upstreams
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !u.is_draining())
+    };
+    let best = |healthy_only: bool| {
+        candidates()
+            .filter(|(_, u)| !healthy_only || u.is_healthy(now))
+            .min_by_key(|(i, u)| (u.load(), sessions_on(*i), *i))
+            .map(|(i, _)| i)
+    };
+    best(true).or_else(|| best(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    fn state(admission: Admission) -> UpstreamState {
+        let metrics = McpMetrics::new(&mut Registry::default(), Default::default());
+        UpstreamState::new(
+            Upstream::parse("http://127.0.0.1:1").unwrap(),
+            admission,
+            &metrics,
+        )
+    }
+
+    fn limited(max_concurrency: usize, max_queue: usize, queue_timeout: Duration) -> Admission {
+        Admission {
+            max_concurrency: Some(max_concurrency),
+            max_queue,
+            queue_timeout,
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_rejects_at_once() {
+        let upstream = Arc::new(state(limited(1, 0, Duration::from_secs(5))));
+        let _held = upstream.admit().await.unwrap();
+        let started = Instant::now();
+        let rejected = upstream.admit().await.err();
+        assert_eq!(rejected, Some(RejectionReason::Full));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a full queue must not wait for the timeout"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_request_times_out() {
+        let upstream = state(limited(1, 4, Duration::from_millis(100)));
+        let _held = upstream.admit().await.unwrap();
+        assert_eq!(upstream.admit().await.err(), Some(RejectionReason::Timeout));
+        assert_eq!(upstream.queued(), 0, "a timed-out waiter leaves the queue");
+    }
+
+    #[tokio::test]
+    async fn queue_is_first_in_first_out() {
+        let upstream = Arc::new(state(limited(1, 8, Duration::from_secs(5))));
+        let held = upstream.admit().await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for n in 0..4 {
+            let (waiter, tx) = (upstream.clone(), tx.clone());
+            tokio::spawn(async move {
+                let admitted = waiter.admit().await;
+                tx.send(n).unwrap();
+                drop(admitted);
+            });
+            // Let each waiter enqueue before the next arrives so the arrival order is known.
+            while upstream.queued() <= n {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert_eq!(upstream.in_flight(), 1);
+        drop(held);
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            order.push(rx.recv().await.unwrap());
+        }
+        assert_eq!(order, vec![0, 1, 2, 3]);
+        assert_eq!(upstream.in_flight(), 0);
+    }
+
+    #[test]
+    fn pick_prefers_healthy_idle_undrained() {
+        let now = Instant::now();
+        let unlimited = Admission {
+            max_concurrency: None,
+            max_queue: 0,
+            queue_timeout: Duration::from_secs(1),
+        };
+        let upstreams = vec![state(unlimited), state(unlimited), state(unlimited)];
+        assert_eq!(
+            pick(&upstreams, |i| [5, 1, 3][i], now),
+            Some(1),
+            "fewest sessions when load is equal"
+        );
+        upstreams[1].set_draining(true);
+        assert_eq!(
+            pick(&upstreams, |i| [5, 1, 3][i], now),
+            Some(2),
+            "a draining upstream takes no new sessions"
+        );
+        upstreams[2].mark_unhealthy(now);
+        assert_eq!(
+            pick(&upstreams, |i| [5, 1, 3][i], now),
+            Some(0),
+            "unhealthy upstreams are avoided"
+        );
+        upstreams[0].mark_unhealthy(now);
+        assert_eq!(
+            pick(&upstreams, |i| [5, 1, 3][i], now),
+            Some(2),
+            "all unhealthy: still try one"
+        );
+        assert!(
+            upstreams[0].is_healthy(now + UNHEALTHY_BACKOFF),
+            "health returns after the backoff"
+        );
+        for u in &upstreams {
+            u.set_draining(true);
+        }
+        assert_eq!(pick(&upstreams, |_| 0, now), None);
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of mcpulse, after installing what the tests need (scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+# Tests that need an external program fail instead of skipping when it is missing.
+export MCPULSE_REQUIRE_EXTERNAL=1
+
+echo "== format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== unit, integration and property tests"
+cargo test --workspace --locked
+
+for suite in scripts/suites/*.sh; do
+  [ -e "$suite" ] || continue
+  echo "== $suite"
+  "$suite"
+done
+echo "== all tests passed"
