@@ -1,0 +1,118 @@
+//! Helpers for tests that run the real `mcpulse` binary next to programs from other ecosystems.
+
+#![allow(dead_code)] // Each test binary uses a different subset of the helpers.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mcpulse_telemetry::Exposition;
+
+pub const MCPULSE: &str = env!("CARGO_BIN_EXE_mcpulse");
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The venv Python with the official MCP SDK (installed by scripts/setup.sh). `None` means skip the test,
+/// unless MCPULSE_REQUIRE_EXTERNAL is set (as in scripts/test.sh), where a missing tool is a failure.
+pub fn python_with_mcp() -> Option<PathBuf> {
+    let python = workspace_root().join(".venv/bin/python");
+    let usable = Command::new(&python)
+        .args(["-c", "import mcp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if usable {
+        return Some(python);
+    }
+    let why = format!(
+        "{} with the `mcp` package is missing; run scripts/setup.sh",
+        python.display()
+    );
+    assert!(
+        std::env::var_os("MCPULSE_REQUIRE_EXTERNAL").is_none(),
+        "{why}"
+    );
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing behind.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Running {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    Running(child)
+}
+
+/// Waits until something accepts HTTP on `url` (any status).
+pub async fn wait_for_http(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if reqwest::get(url).await.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing answered at {url} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn scrape(metrics_port: u16) -> Exposition {
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    Exposition::parse(&text).unwrap_or_else(|e| panic!("unparseable exposition: {e}\n{text}"))
+}
+
+/// Sum of every series of a family's samples named `sample` whose labels include all of `labels`.
+pub fn sum(metrics: &Exposition, sample: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .families
+        .iter()
+        .flat_map(|f| &f.samples)
+        .filter(|s| s.name == sample)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+        })
+        .map(|s| s.value)
+        .sum()
+}

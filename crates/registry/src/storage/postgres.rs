@@ -1,0 +1,90 @@
+//! The PostgreSQL back end, for replicas sharing one database.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Transaction};
+use time::OffsetDateTime;
+
+use super::sql::sql_storage;
+use super::{
+    InstanceQuery, InstanceRecord, InstanceSummary, ServerQuery, ServerRecord, Status, Storage,
+    VersionSelector,
+};
+use crate::auth::TokenRecord;
+use crate::error::RegistryError;
+
+// Text keys use the "C" collation so keyset pagination compares bytes, as SQLite does.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        r#"CREATE TABLE servers (
+            name TEXT COLLATE "C" NOT NULL,
+            version TEXT COLLATE "C" NOT NULL,
+            server_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            status_message TEXT,
+            status_changed_at BIGINT NOT NULL,
+            published_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            is_latest BOOLEAN NOT NULL,
+            PRIMARY KEY (name, version)
+        )"#,
+        "CREATE UNIQUE INDEX servers_one_latest ON servers (name) WHERE is_latest",
+        "CREATE INDEX servers_updated_at ON servers (updated_at)",
+        "CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            namespace TEXT,
+            created_at BIGINT NOT NULL,
+            revoked_at BIGINT
+        )",
+        r#"CREATE TABLE instances (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            server_name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            labels_json TEXT NOT NULL,
+            registered_at BIGINT NOT NULL,
+            last_heartbeat_at BIGINT NOT NULL
+        )"#,
+        "CREATE INDEX instances_server ON instances (server_name, id)",
+    ],
+)];
+
+/// Storage in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStorage {
+    pool: PgPool,
+}
+
+impl PostgresStorage {
+    /// Connects to `url` (e.g. `postgres://user@host/db`) and migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self, RegistryError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(|source| RegistryError::Storage {
+                operation: "connect",
+                source,
+            })?;
+        let storage = Self { pool };
+        storage.migrate(MIGRATIONS).await?;
+        Ok(storage)
+    }
+
+    /// Serialises writers on `key` (a server name or instance id) with a transaction-scoped
+    /// advisory lock, so concurrent publishes agree on which version is latest.
+    async fn begin_write(&self, key: &str) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+sql_storage!(PostgresStorage, PgRow);

@@ -1,0 +1,435 @@
+//! The SQL implementation of [`Storage`](super::Storage), shared by SQLite and PostgreSQL.
+//!
+//! Both back ends accept the same statements (`$N` parameters, `RETURNING`, partial indexes), so one
+//! macro expands the same code for each pool type instead of a generic impl with long trait bounds.
+//! Each back end supplies `self.pool` and `begin_write`, which serialises writers on one key.
+
+/// Columns of `servers` in the order every query selects them.
+macro_rules! server_columns {
+    () => {
+        "name, version, server_json, status, status_message, status_changed_at, published_at, updated_at, is_latest"
+    };
+}
+pub(crate) use server_columns;
+
+/// Columns of `instances` in the order every query selects them.
+macro_rules! instance_columns {
+    () => {
+        "id, server_name, version, endpoint, labels_json, registered_at, last_heartbeat_at"
+    };
+}
+pub(crate) use instance_columns;
+
+macro_rules! sql_storage {
+    ($storage:ty, $row:ty) => {
+        impl $storage {
+            /// Applies every migration newer than the database in one transaction, holding the
+            /// write lock so replicas starting together do not race.
+            async fn migrate(&self, migrations: &[(i64, &[&'static str])]) -> Result<(), RegistryError> {
+                let fail = |version| move |source| RegistryError::Migration { version, source };
+                let mut tx = self.begin_write("schema_migrations").await.map_err(fail(0))?;
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(fail(0))?;
+                let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(fail(0))?;
+                let applied = applied.unwrap_or(0);
+                for &(version, statements) in migrations.iter().filter(|(v, _)| *v > applied) {
+                    for &statement in statements {
+                        sqlx::query(statement).execute(&mut *tx).await.map_err(fail(version))?;
+                    }
+                    sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                        .bind(version)
+                        .bind(crate::storage::to_micros(time::OffsetDateTime::now_utc()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail(version))?;
+                }
+                tx.commit().await.map_err(fail(applied))?;
+                Ok(())
+            }
+        }
+
+        fn server_from_row(row: &$row) -> Result<ServerRecord, RegistryError> {
+            use sqlx::Row;
+            let get = |source| RegistryError::Storage { operation: "decode_server", source };
+            let json: String = row.try_get("server_json").map_err(get)?;
+            let status: String = row.try_get("status").map_err(get)?;
+            Ok(ServerRecord {
+                name: row.try_get("name").map_err(get)?,
+                version: row.try_get("version").map_err(get)?,
+                server: crate::storage::parse_json("server_json", &json)?,
+                status: crate::storage::parse_status(&status)?,
+                status_message: row.try_get("status_message").map_err(get)?,
+                status_changed_at: crate::storage::from_micros(row.try_get("status_changed_at").map_err(get)?)?,
+                published_at: crate::storage::from_micros(row.try_get("published_at").map_err(get)?)?,
+                updated_at: crate::storage::from_micros(row.try_get("updated_at").map_err(get)?)?,
+                is_latest: row.try_get("is_latest").map_err(get)?,
+            })
+        }
+
+        fn instance_from_row(row: &$row) -> Result<InstanceRecord, RegistryError> {
+            use sqlx::Row;
+            let get = |source| RegistryError::Storage { operation: "decode_instance", source };
+            let labels: String = row.try_get("labels_json").map_err(get)?;
+            Ok(InstanceRecord {
+                id: row.try_get("id").map_err(get)?,
+                server_name: row.try_get("server_name").map_err(get)?,
+                version: row.try_get("version").map_err(get)?,
+                endpoint: row.try_get("endpoint").map_err(get)?,
+                labels: crate::storage::parse_json("labels_json", &labels)?,
+                registered_at: crate::storage::from_micros(row.try_get("registered_at").map_err(get)?)?,
+                last_heartbeat_at: crate::storage::from_micros(row.try_get("last_heartbeat_at").map_err(get)?)?,
+            })
+        }
+
+        /// Escapes LIKE wildcards so a search for `a_b` matches that text only.
+        fn like_pattern(search: &str) -> String {
+            let mut out = String::with_capacity(search.len() + 2);
+            out.push('%');
+            for c in search.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('%');
+            out
+        }
+
+        #[async_trait]
+        impl Storage for $storage {
+            async fn ping(&self) -> Result<(), RegistryError> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| RegistryError::Storage { operation: "ping", source })
+            }
+
+            async fn publish(
+                &self,
+                name: &str,
+                version: &str,
+                server: &Value,
+                now: OffsetDateTime,
+            ) -> Result<ServerRecord, RegistryError> {
+                let err = |source| RegistryError::Storage { operation: "publish", source };
+                let mut tx = self.begin_write(name).await.map_err(err)?;
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT version FROM servers WHERE name = $1 AND version = $2")
+                        .bind(name)
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                if exists.is_some() {
+                    return Err(RegistryError::Conflict(format!(
+                        "{name} version {version} is already published and versions are immutable; publish a new version"
+                    )));
+                }
+                let current: Option<(String, i64)> =
+                    sqlx::query_as("SELECT version, published_at FROM servers WHERE name = $1 AND is_latest = $2")
+                        .bind(name)
+                        .bind(true)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                let is_latest = match &current {
+                    None => true,
+                    Some((current, at)) => crate::storage::is_newer(
+                        version,
+                        now,
+                        current,
+                        crate::storage::from_micros(*at)?,
+                    ),
+                };
+                if is_latest {
+                    sqlx::query("UPDATE servers SET is_latest = $2 WHERE name = $1 AND is_latest = $3")
+                        .bind(name)
+                        .bind(false)
+                        .bind(true)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                let at = crate::storage::to_micros(now);
+                let row = sqlx::query(concat!(
+                    "INSERT INTO servers (", crate::storage::sql::server_columns!(), ") ",
+                    "VALUES ($1, $2, $3, $4, NULL, $5, $5, $5, $6) RETURNING ",
+                    crate::storage::sql::server_columns!()
+                ))
+                .bind(name)
+                .bind(version)
+                .bind(server.to_string())
+                .bind(Status::Active.as_str())
+                .bind(at)
+                .bind(is_latest)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+                let record = server_from_row(&row)?;
+                tx.commit().await.map_err(err)?;
+                Ok(record)
+            }
+
+            async fn list_servers(&self, query: &ServerQuery) -> Result<Vec<ServerRecord>, RegistryError> {
+                let (after_name, after_version) = match &query.after {
+                    Some((n, v)) => (Some(n.as_str()), Some(v.as_str())),
+                    None => (None, None),
+                };
+                let rows = sqlx::query(concat!(
+                    "SELECT ", crate::storage::sql::server_columns!(), " FROM servers WHERE ",
+                    "($1 IS NULL OR name > $1 OR (name = $1 AND version > $2)) ",
+                    "AND ($3 IS NULL OR lower(name) LIKE $3 ESCAPE '\\') ",
+                    "AND ($4 IS NULL OR updated_at > $4) ",
+                    "AND (NOT $5 OR is_latest) ",
+                    "AND ($6 IS NULL OR version = $6) ",
+                    "AND ($7 OR status <> 'deleted') ",
+                    "ORDER BY name, version LIMIT $8"
+                ))
+                .bind(after_name)
+                .bind(after_version)
+                .bind(query.search.as_deref().map(like_pattern))
+                .bind(query.updated_since.map(crate::storage::to_micros))
+                .bind(query.latest_only)
+                .bind(query.exact_version.as_deref())
+                .bind(query.include_deleted)
+                .bind(i64::from(query.limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "list_servers", source })?;
+                rows.iter().map(server_from_row).collect()
+            }
+
+            async fn server_versions(
+                &self,
+                name: &str,
+                include_deleted: bool,
+            ) -> Result<Vec<ServerRecord>, RegistryError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ", crate::storage::sql::server_columns!(), " FROM servers ",
+                    "WHERE name = $1 AND ($2 OR status <> 'deleted') ",
+                    "ORDER BY published_at DESC, version DESC"
+                ))
+                .bind(name)
+                .bind(include_deleted)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "server_versions", source })?;
+                rows.iter().map(server_from_row).collect()
+            }
+
+            async fn server_version(
+                &self,
+                name: &str,
+                version: VersionSelector<'_>,
+            ) -> Result<Option<ServerRecord>, RegistryError> {
+                let (latest, exact) = match version {
+                    VersionSelector::Latest => (true, None),
+                    VersionSelector::Exact(v) => (false, Some(v)),
+                };
+                let row = sqlx::query(concat!(
+                    "SELECT ", crate::storage::sql::server_columns!(), " FROM servers ",
+                    "WHERE name = $1 AND (($2 AND is_latest) OR version = $3)"
+                ))
+                .bind(name)
+                .bind(latest)
+                .bind(exact)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "server_version", source })?;
+                row.as_ref().map(server_from_row).transpose()
+            }
+
+            async fn set_status(
+                &self,
+                name: &str,
+                version: Option<&str>,
+                status: Status,
+                message: Option<&str>,
+                now: OffsetDateTime,
+            ) -> Result<Vec<ServerRecord>, RegistryError> {
+                let err = |source| RegistryError::Storage { operation: "set_status", source };
+                let mut tx = self.begin_write(name).await.map_err(err)?;
+                let rows = sqlx::query(concat!(
+                    "UPDATE servers SET ",
+                    "status_changed_at = CASE WHEN status <> $3 THEN $5 ELSE status_changed_at END, ",
+                    "status = $3, status_message = $4, updated_at = $5 ",
+                    "WHERE name = $1 AND ($2 IS NULL OR version = $2) RETURNING ",
+                    crate::storage::sql::server_columns!()
+                ))
+                .bind(name)
+                .bind(version)
+                .bind(status.as_str())
+                .bind(message)
+                .bind(crate::storage::to_micros(now))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+                tx.commit().await.map_err(err)?;
+                let mut records = rows.iter().map(server_from_row).collect::<Result<Vec<_>, _>>()?;
+                records.sort_by(|a, b| b.published_at.cmp(&a.published_at).then_with(|| b.version.cmp(&a.version)));
+                Ok(records)
+            }
+
+            async fn insert_token(&self, token: &TokenRecord, now: OffsetDateTime) -> Result<(), RegistryError> {
+                sqlx::query(
+                    "INSERT INTO tokens (id, hash, role, namespace, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+                )
+                .bind(&token.id)
+                .bind(&token.hash)
+                .bind(token.role.as_str())
+                .bind(token.namespace.as_deref())
+                .bind(crate::storage::to_micros(now))
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(|source| RegistryError::Storage { operation: "insert_token", source })
+            }
+
+            async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, RegistryError> {
+                let row: Option<(String, String, String, Option<String>)> = sqlx::query_as(
+                    "SELECT id, hash, role, namespace FROM tokens WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "find_token", source })?;
+                row.map(|(id, hash, role, namespace)| {
+                    Ok(TokenRecord { id, hash, role: crate::storage::parse_role(&role)?, namespace })
+                })
+                .transpose()
+            }
+
+            async fn revoke_token(&self, id: &str, now: OffsetDateTime) -> Result<bool, RegistryError> {
+                let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(id)
+                    .bind(crate::storage::to_micros(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| RegistryError::Storage { operation: "revoke_token", source })?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn register_instance(&self, instance: &InstanceRecord) -> Result<(), RegistryError> {
+                sqlx::query(concat!(
+                    "INSERT INTO instances (", crate::storage::sql::instance_columns!(), ") ",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ))
+                .bind(&instance.id)
+                .bind(&instance.server_name)
+                .bind(&instance.version)
+                .bind(&instance.endpoint)
+                .bind(crate::storage::labels_json(&instance.labels))
+                .bind(crate::storage::to_micros(instance.registered_at))
+                .bind(crate::storage::to_micros(instance.last_heartbeat_at))
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(|source| RegistryError::Storage { operation: "register_instance", source })
+            }
+
+            async fn heartbeat(
+                &self,
+                id: &str,
+                now: OffsetDateTime,
+            ) -> Result<Option<(InstanceRecord, OffsetDateTime)>, RegistryError> {
+                let err = |source| RegistryError::Storage { operation: "heartbeat", source };
+                let mut tx = self.begin_write(id).await.map_err(err)?;
+                let previous: Option<i64> =
+                    sqlx::query_scalar("SELECT last_heartbeat_at FROM instances WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                let Some(previous) = previous else {
+                    return Ok(None);
+                };
+                let row = sqlx::query(concat!(
+                    "UPDATE instances SET last_heartbeat_at = $2 WHERE id = $1 RETURNING ",
+                    crate::storage::sql::instance_columns!()
+                ))
+                .bind(id)
+                .bind(crate::storage::to_micros(now))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+                let record = instance_from_row(&row)?;
+                tx.commit().await.map_err(err)?;
+                Ok(Some((record, crate::storage::from_micros(previous)?)))
+            }
+
+            async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, RegistryError> {
+                let row = sqlx::query(concat!(
+                    "SELECT ", crate::storage::sql::instance_columns!(), " FROM instances WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "instance", source })?;
+                row.as_ref().map(instance_from_row).transpose()
+            }
+
+            async fn deregister_instance(&self, id: &str) -> Result<bool, RegistryError> {
+                let done = sqlx::query("DELETE FROM instances WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| RegistryError::Storage { operation: "deregister_instance", source })?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, RegistryError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ", crate::storage::sql::instance_columns!(), " FROM instances WHERE ",
+                    "($1 IS NULL OR server_name = $1) AND ($2 IS NULL OR id > $2) ",
+                    "AND ($3 IS NULL OR last_heartbeat_at >= $3) AND ($4 IS NULL OR last_heartbeat_at < $4) ",
+                    "ORDER BY id LIMIT $5"
+                ))
+                .bind(query.server_name.as_deref())
+                .bind(query.after.as_deref())
+                .bind(query.heartbeat_at_least.map(crate::storage::to_micros))
+                .bind(query.heartbeat_before.map(crate::storage::to_micros))
+                .bind(i64::from(query.limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "list_instances", source })?;
+                rows.iter().map(instance_from_row).collect()
+            }
+
+            async fn instance_summary(
+                &self,
+                unhealthy_before: OffsetDateTime,
+                gone_before: OffsetDateTime,
+            ) -> Result<InstanceSummary, RegistryError> {
+                let (healthy, unhealthy, gone, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(concat!(
+                    "SELECT ",
+                    "COALESCE(SUM(CASE WHEN last_heartbeat_at >= $1 THEN 1 ELSE 0 END), 0), ",
+                    "COALESCE(SUM(CASE WHEN last_heartbeat_at < $1 AND last_heartbeat_at >= $2 THEN 1 ELSE 0 END), 0), ",
+                    "COALESCE(SUM(CASE WHEN last_heartbeat_at < $2 THEN 1 ELSE 0 END), 0), ",
+                    "MIN(CASE WHEN last_heartbeat_at >= $2 THEN last_heartbeat_at END) ",
+                    "FROM instances"
+                ))
+                .bind(crate::storage::to_micros(unhealthy_before))
+                .bind(crate::storage::to_micros(gone_before))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "instance_summary", source })?;
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                Ok(InstanceSummary {
+                    healthy: count(healthy),
+                    unhealthy: count(unhealthy),
+                    gone: count(gone),
+                    oldest_live_heartbeat: oldest.map(crate::storage::from_micros).transpose()?,
+                })
+            }
+        }
+    };
+}
+pub(crate) use sql_storage;

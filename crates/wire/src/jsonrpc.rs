@@ -1,0 +1,1136 @@
+//! JSON-RPC 2.0 classification of MCP message bodies, reading only the few members the meter needs.
+//!
+//! Bodies can be large (a tool result may be megabytes), so nothing here builds a `serde_json::Value`
+//! tree: one pass over the bytes with visitors that keep borrowed strings for the handful of members
+//! we look at (`params.name`, `params.clientInfo`, `*.protocolVersion`, `result.isError`,
+//! `error.code`) and skip everything else without allocating.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::error::{Violation, WireError};
+use crate::text::{capped, escape_json_into};
+
+/// Longest batch [`classify`] accepts; a longer one is [`WireError::BatchTooLarge`].
+///
+/// MCP clients batch a handful of calls at most; the cap keeps one body from making the
+/// proxy allocate a `Message` per element without bound.
+pub const MAX_BATCH: usize = 1_000;
+
+/// What a JSON-RPC message is, which decides how the meter accounts for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// A call that expects a reply: has `method` and `id`.
+    Request,
+    /// A one-way call: has `method` and no `id`.
+    Notification,
+    /// A successful reply: has `result` and `id`.
+    Response,
+    /// A failed reply: has `error` and `id` (which may be null).
+    Error,
+}
+
+impl MessageKind {
+    /// The label value used in metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Notification => "notification",
+            Self::Response => "response",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A JSON-RPC id, canonicalised so a response can be matched to its request (numbers and strings are distinct).
+///
+/// Integers and floats with an integral value (`1.0`, `1e3`) become [`RequestId::Number`]; any other
+/// number keeps its JSON text as a [`RequestId::String`]. Strings longer than [`crate::MAX_TEXT_BYTES`]
+/// are truncated so an id held while a request is in flight has bounded size; two ids sharing that
+/// long a prefix would then be confused, which real clients (counters, UUIDs) never produce.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RequestId {
+    Number(i64),
+    String(String),
+}
+
+impl fmt::Display for RequestId {
+    /// The id as JSON: `7` or `"abc"`, so a number and a string with the same digits stay distinct.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::String(s) => {
+                let mut quoted = String::with_capacity(s.len() + 2);
+                escape_json_into(s, &mut quoted);
+                f.write_str(&quoted)
+            }
+        }
+    }
+}
+
+/// `initialize` params.clientInfo: who is calling, for per-client metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub name: String,
+    /// Empty when the client sent a name but no version.
+    pub version: String,
+}
+
+/// What the meter learns from one JSON-RPC message. Every string is capped at [`crate::MAX_TEXT_BYTES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub kind: MessageKind,
+    /// `None` for notifications and for error responses whose id is null.
+    pub id: Option<RequestId>,
+    /// Requests and notifications.
+    pub method: Option<String>,
+    /// `tools/call` params.name.
+    pub tool_name: Option<String>,
+    /// `initialize` params.clientInfo.
+    pub client: Option<ClientInfo>,
+    /// `initialize` params.protocolVersion, or the protocolVersion of a result (an initialize
+    /// result is the only MCP result that carries one).
+    pub protocol_version: Option<String>,
+    /// Error responses.
+    pub error_code: Option<i64>,
+    /// A result with `"isError": true`: the call reached the tool and the tool failed (MCP reports
+    /// tool failures this way, not as JSON-RPC errors).
+    pub tool_error: bool,
+}
+
+/// Classify one JSON body: a single message or a batch (JSON array; MCP 2025-03-26 allowed batches).
+///
+/// Errors when the body is not JSON, when any message in it is not JSON-RPC 2.0, or when a batch is
+/// empty or longer than [`MAX_BATCH`]. Never panics.
+pub fn classify(body: &[u8]) -> Result<Vec<Message>, WireError> {
+    let starts_batch = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        == Some(&b'[');
+    if !starts_batch {
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(body).map_err(|e| from_serde(body, e, None))?;
+        let message = interpret(envelope).map_err(|reason| WireError::Invalid {
+            index: None,
+            reason,
+        })?;
+        return Ok(vec![message]);
+    }
+
+    let mut state = BatchState::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = BatchSeed { state: &mut state }
+        .deserialize(&mut de)
+        .and_then(|envelopes| de.end().map(|()| envelopes));
+    let envelopes = match parsed {
+        Ok(envelopes) => envelopes,
+        Err(_) if state.overflow => return Err(WireError::BatchTooLarge { max: MAX_BATCH }),
+        Err(e) => return Err(from_serde(body, e, Some(state.at))),
+    };
+    if envelopes.is_empty() {
+        return Err(WireError::EmptyBatch);
+    }
+    envelopes
+        .into_iter()
+        .enumerate()
+        .map(|(i, envelope)| {
+            interpret(envelope).map_err(|reason| WireError::Invalid {
+                index: Some(i),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// The OTel `error.type` value for a JSON-RPC error code.
+///
+/// Error codes come from the server, so using them raw as a label would let any server create
+/// unbounded label values; this maps the codes with a meaning (JSON-RPC 2.0's reserved codes and
+/// MCP's resource-not-found) to a fixed set of names and lumps the rest together.
+pub fn error_type(code: i64) -> &'static str {
+    match code {
+        -32700 => "parse_error",
+        -32600 => "invalid_request",
+        -32601 => "method_not_found",
+        -32602 => "invalid_params",
+        -32603 => "internal_error",
+        -32002 => "resource_not_found",
+        -32099..=-32000 => "server_error",
+        _ => "jsonrpc_error",
+    }
+}
+
+/// A JSON-RPC error response body, e.g. for the proxy to answer a request it refuses itself.
+///
+/// `id: None` writes `"id": null`, which JSON-RPC prescribes when the request id is unknown.
+pub fn error_response(id: Option<&RequestId>, code: i64, message: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(64 + message.len());
+    out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    match id {
+        None => out.push_str("null"),
+        Some(RequestId::Number(n)) => out.push_str(&n.to_string()),
+        Some(RequestId::String(s)) => escape_json_into(s, &mut out),
+    }
+    out.push_str(r#","error":{"code":"#);
+    out.push_str(&code.to_string());
+    out.push_str(r#","message":"#);
+    escape_json_into(message, &mut out);
+    out.push_str("}}");
+    out.into_bytes()
+}
+
+/// A shape error is reported as soon as it is seen, but JSON-RPC says a body that is not JSON is a
+/// parse error whatever else is wrong with it, so on that (cold) path check the rest of the body too.
+fn from_serde(body: &[u8], e: serde_json::Error, index: Option<usize>) -> WireError {
+    if e.classify() != serde_json::error::Category::Data {
+        return WireError::Parse(e);
+    }
+    match serde_json::from_slice::<IgnoredAny>(body) {
+        Err(syntax) => WireError::Parse(syntax),
+        Ok(_) => WireError::Invalid {
+            index,
+            reason: Violation::Shape(e.to_string()),
+        },
+    }
+}
+
+/// Apply the JSON-RPC 2.0 rules to the members read from one message.
+fn interpret(env: Envelope<'_>) -> Result<Message, Violation> {
+    match env.jsonrpc {
+        None => return Err(Violation::MissingVersion),
+        Some(Scalar::Str(v)) if v == "2.0" => {}
+        Some(_) => return Err(Violation::WrongVersion),
+    }
+    let mut message = Message {
+        kind: MessageKind::Request,
+        id: None,
+        method: None,
+        tool_name: None,
+        client: None,
+        protocol_version: None,
+        error_code: None,
+        tool_error: false,
+    };
+    let id = env.id.map(parse_id).transpose()?;
+
+    if let Some(method) = env.method {
+        if env.result.is_some() || env.error.is_some() {
+            return Err(Violation::MethodAndReply);
+        }
+        let Scalar::Str(method) = method else {
+            return Err(Violation::MethodNotString);
+        };
+        message.kind = match id {
+            None => MessageKind::Notification,
+            Some(None) => return Err(Violation::NullRequestId),
+            Some(Some(id)) => {
+                message.id = Some(id);
+                MessageKind::Request
+            }
+        };
+        if let Some(params) = env.params {
+            match &*method {
+                "tools/call" => message.tool_name = params.name.as_deref().map(capped),
+                "initialize" => {
+                    message.protocol_version = params.protocol_version.as_deref().map(capped);
+                    message.client = params.client_name.as_deref().map(|name| ClientInfo {
+                        name: capped(name),
+                        version: params
+                            .client_version
+                            .as_deref()
+                            .map(capped)
+                            .unwrap_or_default(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        message.method = Some(capped(&method));
+        return Ok(message);
+    }
+
+    match (env.result, env.error) {
+        (Some(_), Some(_)) => Err(Violation::ResultAndError),
+        (None, None) => Err(Violation::NoMember),
+        (Some(result), None) => {
+            message.kind = MessageKind::Response;
+            message.id = Some(
+                id.ok_or(Violation::MissingResponseId)?
+                    .ok_or(Violation::NullResultId)?,
+            );
+            message.tool_error = result.is_error;
+            message.protocol_version = result.protocol_version.as_deref().map(capped);
+            Ok(message)
+        }
+        (None, Some(error)) => {
+            message.kind = MessageKind::Error;
+            message.id = id.ok_or(Violation::MissingResponseId)?;
+            message.error_code = Some(error.code.ok_or(Violation::BadErrorObject)?);
+            Ok(message)
+        }
+    }
+}
+
+/// `Ok(None)` for a null id, `Ok(Some(_))` for a usable one.
+fn parse_id(raw: &RawValue) -> Result<Option<RequestId>, Violation> {
+    let text = raw
+        .get()
+        .trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    match text.as_bytes().first() {
+        Some(b'"') => {
+            let s: Cow<'_, str> = serde_json::from_str::<Scalar<'_>>(text)
+                .ok()
+                .and_then(|scalar| match scalar {
+                    Scalar::Str(s) => Some(s),
+                    _ => None,
+                })
+                .ok_or(Violation::BadId)?;
+            Ok(Some(RequestId::String(capped(&s))))
+        }
+        Some(b'n') => Ok(None),
+        Some(b'-' | b'0'..=b'9') => Ok(Some(number_id(text))),
+        _ => Err(Violation::BadId),
+    }
+}
+
+/// A numeric id: integral values (however written) become `Number`, anything else keeps its text.
+fn number_id(text: &str) -> RequestId {
+    if let Ok(n) = text.parse::<i64>() {
+        return RequestId::Number(n);
+    }
+    // 2^63 is exact in f64; the range check keeps the `as` cast from saturating two ids into one.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match text.parse::<f64>() {
+        Ok(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => RequestId::Number(f as i64),
+        _ => RequestId::String(capped(text)),
+    }
+}
+
+/// The members of one message that classification reads; `None` = member absent.
+#[derive(Default)]
+struct Envelope<'a> {
+    jsonrpc: Option<Scalar<'a>>,
+    /// Raw so a float keeps its JSON text and null stays distinguishable from absent.
+    id: Option<&'a RawValue>,
+    method: Option<Scalar<'a>>,
+    params: Option<Peek<'a>>,
+    result: Option<Peek<'a>>,
+    error: Option<Peek<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum EnvelopeKey {
+    Jsonrpc,
+    Id,
+    Method,
+    Params,
+    Result,
+    Error,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC 2.0 message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        /// A repeated member is ambiguous (parsers disagree on which copy wins), so refuse it.
+        fn once<T, E: de::Error>(
+            slot: &mut Option<T>,
+            value: T,
+            name: &'static str,
+        ) -> Result<(), E> {
+            if slot.is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            *slot = Some(value);
+            Ok(())
+        }
+        let mut env = Envelope::default();
+        while let Some(key) = map.next_key::<EnvelopeKey>()? {
+            match key {
+                EnvelopeKey::Jsonrpc => once(&mut env.jsonrpc, map.next_value()?, "jsonrpc")?,
+                EnvelopeKey::Id => once(&mut env.id, map.next_value()?, "id")?,
+                EnvelopeKey::Method => once(&mut env.method, map.next_value()?, "method")?,
+                EnvelopeKey::Params => once(&mut env.params, map.next_value()?, "params")?,
+                EnvelopeKey::Result => once(&mut env.result, map.next_value()?, "result")?,
+                EnvelopeKey::Error => once(&mut env.error, map.next_value()?, "error")?,
+                EnvelopeKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// Where the batch visitor was when it stopped, so errors can name the element and the cap.
+#[derive(Default)]
+struct BatchState {
+    at: usize,
+    overflow: bool,
+}
+
+struct BatchSeed<'s> {
+    state: &'s mut BatchState,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<Envelope<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<Envelope<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a batch array of JSON-RPC 2.0 messages")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut envelopes = Vec::new();
+        loop {
+            self.state.at = envelopes.len();
+            if envelopes.len() == MAX_BATCH {
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    self.state.overflow = true;
+                    return Err(de::Error::custom("batch too large"));
+                }
+                return Ok(envelopes);
+            }
+            match seq.next_element::<Envelope<'de>>()? {
+                Some(envelope) => envelopes.push(envelope),
+                None => return Ok(envelopes),
+            }
+        }
+    }
+}
+
+/// Any JSON value, keeping only what classification can use: a borrowed string where the JSON has
+/// no escapes, or a small integer or boolean. Arrays and objects are skipped without allocating.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Int(i64),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// Accept and discard every JSON shape a lenient visitor does not care about.
+macro_rules! skip_other_shapes {
+    ($value:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($value)
+        }
+    };
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(Scalar::Other, Scalar::Int))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+}
+
+impl<'a> Scalar<'a> {
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The members read from `params`, `result` or `error`; each is only used where it means something
+/// (e.g. `name` only for `tools/call`), and a member of the wrong type is treated as absent because
+/// the server, not the proxy, is the one to reject it.
+#[derive(Default)]
+struct Peek<'a> {
+    name: Option<Cow<'a, str>>,
+    client_name: Option<Cow<'a, str>>,
+    client_version: Option<Cow<'a, str>>,
+    protocol_version: Option<Cow<'a, str>>,
+    is_error: bool,
+    code: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum PeekKey {
+    #[serde(rename = "name")]
+    Name,
+    #[serde(rename = "version")]
+    Version,
+    #[serde(rename = "clientInfo")]
+    ClientInfo,
+    #[serde(rename = "protocolVersion")]
+    ProtocolVersion,
+    #[serde(rename = "isError")]
+    IsError,
+    #[serde(rename = "code")]
+    Code,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Peek<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PeekVisitor { nested: false })
+    }
+}
+
+/// `nested` is true inside `clientInfo`, where only `name` and `version` matter; it also stops the
+/// visitor from descending into a `clientInfo` inside a `clientInfo`.
+struct PeekVisitor {
+    nested: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for PeekVisitor {
+    type Value = Peek<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PeekVisitor {
+    type Value = Peek<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    skip_other_shapes!(Peek::default());
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut peek = Peek::default();
+        while let Some(key) = map.next_key::<PeekKey>()? {
+            match key {
+                PeekKey::Name => peek.name = map.next_value::<Scalar<'de>>()?.into_str(),
+                PeekKey::Version if self.nested => {
+                    peek.client_version = map.next_value::<Scalar<'de>>()?.into_str();
+                }
+                PeekKey::ClientInfo if !self.nested => {
+                    let client = map.next_value_seed(PeekVisitor { nested: true })?;
+                    peek.client_name = client.name;
+                    peek.client_version = client.client_version;
+                }
+                PeekKey::ProtocolVersion if !self.nested => {
+                    peek.protocol_version = map.next_value::<Scalar<'de>>()?.into_str();
+                }
+                PeekKey::IsError if !self.nested => {
+                    peek.is_error = matches!(map.next_value::<Scalar<'de>>()?, Scalar::Bool(true));
+                }
+                PeekKey::Code if !self.nested => {
+                    peek.code = match map.next_value::<Scalar<'de>>()? {
+                        Scalar::Int(code) => Some(code),
+                        _ => None,
+                    };
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(peek)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(body: &str) -> Message {
+        match classify(body.as_bytes()) {
+            Ok(mut messages) if messages.len() == 1 => messages.remove(0),
+            other => panic!("{body}: expected one message, got {other:?}"),
+        }
+    }
+
+    fn id_n(n: i64) -> Option<RequestId> {
+        Some(RequestId::Number(n))
+    }
+
+    fn id_s(s: &str) -> Option<RequestId> {
+        Some(RequestId::String(s.to_owned()))
+    }
+
+    #[test]
+    fn kinds_and_ids() {
+        /// Body, expected kind, id and method, and why the row is there.
+        type Row = (
+            &'static str,
+            MessageKind,
+            Option<RequestId>,
+            Option<&'static str>,
+            &'static str,
+        );
+        let table: &[Row] = &[
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+                MessageKind::Request,
+                id_n(1),
+                Some("ping"),
+                "integer id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"a-1","method":"ping"}"#,
+                MessageKind::Request,
+                id_s("a-1"),
+                Some("ping"),
+                "string id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"1","method":"ping"}"#,
+                MessageKind::Request,
+                id_s("1"),
+                Some("ping"),
+                "string digits stay a string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.0,"method":"ping"}"#,
+                MessageKind::Request,
+                id_n(1),
+                Some("ping"),
+                "integral float is a number",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2e3,"method":"ping"}"#,
+                MessageKind::Request,
+                id_n(2000),
+                Some("ping"),
+                "exponent form of an integer",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+                MessageKind::Request,
+                id_s("1.5"),
+                Some("ping"),
+                "fractional float keeps its text",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":-9223372036854775808,"method":"x"}"#,
+                MessageKind::Request,
+                id_n(i64::MIN),
+                Some("x"),
+                "i64::MIN",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"x"}"#,
+                MessageKind::Request,
+                id_s("18446744073709551615"),
+                Some("x"),
+                "beyond i64 keeps its text",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"\u0041\n","method":"x"}"#,
+                MessageKind::Request,
+                id_s("A\n"),
+                Some("x"),
+                "escaped string id is decoded",
+            ),
+            (
+                r#"{"method":"notifications/initialized","jsonrpc":"2.0"}"#,
+                MessageKind::Notification,
+                None,
+                Some("notifications/initialized"),
+                "no id, member order free",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/progress","params":[1,2]}"#,
+                MessageKind::Notification,
+                None,
+                Some("notifications/progress"),
+                "array params skipped",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+                MessageKind::Response,
+                id_n(7),
+                None,
+                "success response",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"result":null}"#,
+                MessageKind::Response,
+                id_n(7),
+                None,
+                "null is still a result",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"r","error":{"code":-32601,"message":"nope"}}"#,
+                MessageKind::Error,
+                id_s("r"),
+                None,
+                "error response",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}"#,
+                MessageKind::Error,
+                None,
+                None,
+                "error with null id",
+            ),
+            (
+                " \n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"m\",\"extra\":{\"deep\":[1]}}\t",
+                MessageKind::Request,
+                id_n(3),
+                Some("m"),
+                "whitespace and unknown members",
+            ),
+        ];
+        for (body, kind, id, method, why) in table {
+            let m = one(body);
+            assert_eq!(m.kind, *kind, "{why}: kind");
+            assert_eq!(m.id, *id, "{why}: id");
+            assert_eq!(m.method.as_deref(), *method, "{why}: method");
+        }
+    }
+
+    #[test]
+    fn mcp_details() {
+        let call = one(
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"arguments":{"name":"inner"},"name":"get_weather"}}"#,
+        );
+        assert_eq!(
+            call.tool_name.as_deref(),
+            Some("get_weather"),
+            "params.name, not the nested arguments.name"
+        );
+
+        let not_a_tool =
+            one(r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"p"}}"#);
+        assert_eq!(
+            not_a_tool.tool_name, None,
+            "name only counts for tools/call"
+        );
+
+        let bad_name =
+            one(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":42}}"#);
+        assert_eq!(
+            bad_name.tool_name, None,
+            "a non-string name is left for the server to reject"
+        );
+
+        let init = one(
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"claude-code","version":"1.2.3","clientInfo":{"name":"nested"}}}}"#,
+        );
+        assert_eq!(init.protocol_version.as_deref(), Some("2025-06-18"));
+        assert_eq!(
+            init.client,
+            Some(ClientInfo {
+                name: "claude-code".into(),
+                version: "1.2.3".into()
+            })
+        );
+
+        let init_no_version = one(
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"clientInfo":{"name":"c"}}}"#,
+        );
+        assert_eq!(
+            init_no_version.client,
+            Some(ClientInfo {
+                name: "c".into(),
+                version: String::new()
+            })
+        );
+
+        let init_result = one(
+            r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26","serverInfo":{"name":"s"}}}"#,
+        );
+        assert_eq!(init_result.protocol_version.as_deref(), Some("2025-03-26"));
+
+        let tool_failed = one(r#"{"jsonrpc":"2.0","id":2,"result":{"content":[],"isError":true}}"#);
+        assert!(tool_failed.tool_error);
+        let tool_ok = one(r#"{"jsonrpc":"2.0","id":2,"result":{"content":[],"isError":false}}"#);
+        assert!(!tool_ok.tool_error);
+        let truthy = one(r#"{"jsonrpc":"2.0","id":2,"result":{"isError":"true"}}"#);
+        assert!(!truthy.tool_error, "only the JSON literal true counts");
+
+        let err = one(
+            r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32002,"message":"gone","data":{"uri":"x"}}}"#,
+        );
+        assert_eq!(err.error_code, Some(-32002));
+    }
+
+    #[test]
+    fn kept_strings_are_capped() {
+        let long = "é".repeat(200); // 400 bytes
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":"{long}","method":"{long}","params":{{"name":"{long}"}}}}"#
+        );
+        let m = one(&body);
+        for (what, s) in [("method", m.method), ("id", m.id.map(|id| id.to_string()))] {
+            let s = s.unwrap_or_default();
+            assert!(
+                s.len() <= crate::MAX_TEXT_BYTES + 2,
+                "{what} kept {} bytes",
+                s.len()
+            );
+        }
+        assert_eq!(
+            m.tool_name, None,
+            "method was capped, so it no longer reads tools/call"
+        );
+        let call = one(&format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{long}"}}}}"#
+        ));
+        assert_eq!(
+            call.tool_name,
+            Some("é".repeat(128)),
+            "cut on a char boundary at 256 bytes"
+        );
+    }
+
+    #[test]
+    fn batches() {
+        let body = r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"},{"jsonrpc":"2.0","id":1,"result":{}}]"#;
+        let kinds: Vec<_> = classify(body.as_bytes())
+            .map(|ms| ms.iter().map(|m| m.kind).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            kinds,
+            [
+                MessageKind::Request,
+                MessageKind::Notification,
+                MessageKind::Response
+            ]
+        );
+
+        let full = format!(
+            "[{}]",
+            vec![r#"{"jsonrpc":"2.0","method":"n"}"#; MAX_BATCH].join(",")
+        );
+        assert_eq!(
+            classify(full.as_bytes()).map(|ms| ms.len()).ok(),
+            Some(MAX_BATCH),
+            "exactly at the cap is fine"
+        );
+        let over = format!(
+            "[{}]",
+            vec![r#"{"jsonrpc":"2.0","method":"n"}"#; MAX_BATCH + 1].join(",")
+        );
+        assert!(matches!(
+            classify(over.as_bytes()),
+            Err(WireError::BatchTooLarge { max: MAX_BATCH })
+        ));
+    }
+
+    #[test]
+    fn rejections() {
+        use Violation::*;
+        #[derive(Debug)]
+        enum Want {
+            Parse,
+            Empty,
+            Invalid(Option<usize>, Option<Violation>),
+        }
+        let table: &[(&str, Want, &str)] = &[
+            ("", Want::Parse, "empty body"),
+            ("{\"jsonrpc\":\"2.0\",", Want::Parse, "truncated"),
+            (
+                "{\"jsonrpc\":\"2.0\",\"method\":\"x\"} {}",
+                Want::Parse,
+                "trailing data",
+            ),
+            ("\u{feff}{}", Want::Parse, "BOM is not JSON"),
+            ("[]", Want::Empty, "empty batch"),
+            ("[1,", Want::Parse, "broken batch"),
+            (
+                "42",
+                Want::Invalid(None, None),
+                "a number is JSON but not a message",
+            ),
+            (
+                "[{\"jsonrpc\":\"2.0\",\"method\":\"x\"},\"s\"]",
+                Want::Invalid(Some(1), None),
+                "non-object batch element",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#,
+                Want::Invalid(None, None),
+                "duplicate id is ambiguous",
+            ),
+            (
+                r#"{"id":1,"method":"x"}"#,
+                Want::Invalid(None, Some(MissingVersion)),
+                "no jsonrpc",
+            ),
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#,
+                Want::Invalid(None, Some(WrongVersion)),
+                "wrong version",
+            ),
+            (
+                r#"{"jsonrpc":2.0,"id":1,"method":"x"}"#,
+                Want::Invalid(None, Some(WrongVersion)),
+                "version as a number",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+                Want::Invalid(None, Some(MethodNotString)),
+                "method not a string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x","result":{}}"#,
+                Want::Invalid(None, Some(MethodAndReply)),
+                "call and reply at once",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1}}"#,
+                Want::Invalid(None, Some(ResultAndError)),
+                "both reply kinds",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1}"#,
+                Want::Invalid(None, Some(NoMember)),
+                "nothing to classify",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":[1],"method":"x"}"#,
+                Want::Invalid(None, Some(BadId)),
+                "array id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":true,"method":"x"}"#,
+                Want::Invalid(None, Some(BadId)),
+                "boolean id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+                Want::Invalid(None, Some(NullRequestId)),
+                "MCP forbids null request ids",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","result":{}}"#,
+                Want::Invalid(None, Some(MissingResponseId)),
+                "result without id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
+                Want::Invalid(None, Some(NullResultId)),
+                "only errors may have null id",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","error":{"code":1}}"#,
+                Want::Invalid(None, Some(MissingResponseId)),
+                "error without id member",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":"boom"}"#,
+                Want::Invalid(None, Some(BadErrorObject)),
+                "error not an object",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":1.5}}"#,
+                Want::Invalid(None, Some(BadErrorObject)),
+                "fractional code",
+            ),
+            (
+                r#"[{"jsonrpc":"2.0","method":"x"},{"jsonrpc":"2.0","id":1}]"#,
+                Want::Invalid(Some(1), Some(NoMember)),
+                "batch names the element",
+            ),
+        ];
+        for (body, want, why) in table {
+            let got = classify(body.as_bytes());
+            let ok = match (&got, want) {
+                (Err(WireError::Parse(_)), Want::Parse)
+                | (Err(WireError::EmptyBatch), Want::Empty) => true,
+                (
+                    Err(WireError::Invalid { index, reason }),
+                    Want::Invalid(want_index, want_reason),
+                ) => {
+                    index == want_index
+                        && match want_reason {
+                            Some(r) => reason == r,
+                            None => matches!(reason, Violation::Shape(_)),
+                        }
+                }
+                _ => false,
+            };
+            assert!(ok, "{why}: {body} gave {got:?}, wanted {want:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages_say_where_and_how() {
+        let batch = classify(
+            br#"[{"jsonrpc":"2.0","method":"x"},{"jsonrpc":"2.0","id":null,"method":"y"}]"#,
+        );
+        let text = batch
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(
+            text.contains("batch element 1") && text.contains("omit \"id\""),
+            "{text}"
+        );
+        assert_eq!(
+            classify(b"{").map_err(|e| e.error_type()).err(),
+            Some("parse_error")
+        );
+        assert_eq!(
+            classify(b"[]").map_err(|e| e.error_type()).err(),
+            Some("invalid_request")
+        );
+    }
+
+    #[test]
+    fn error_types() {
+        let table = [
+            (-32700, "parse_error", "JSON-RPC reserved"),
+            (-32600, "invalid_request", "JSON-RPC reserved"),
+            (-32601, "method_not_found", "JSON-RPC reserved"),
+            (-32602, "invalid_params", "JSON-RPC reserved"),
+            (-32603, "internal_error", "JSON-RPC reserved"),
+            (
+                -32002,
+                "resource_not_found",
+                "MCP, inside the server range but named",
+            ),
+            (
+                -32000,
+                "server_error",
+                "top of the implementation-defined range",
+            ),
+            (
+                -32099,
+                "server_error",
+                "bottom of the implementation-defined range",
+            ),
+            (-32100, "jsonrpc_error", "just outside the server range"),
+            (-31999, "jsonrpc_error", "just outside the server range"),
+            (0, "jsonrpc_error", "application code"),
+            (i64::MIN, "jsonrpc_error", "extreme"),
+        ];
+        for (code, want, why) in table {
+            assert_eq!(error_type(code), want, "{code}: {why}");
+        }
+    }
+
+    #[test]
+    fn error_response_is_valid_json() {
+        let table = [
+            (None, "null", "unknown id"),
+            (Some(RequestId::Number(-5)), "-5", "number id"),
+            (
+                Some(RequestId::String("a\"b\\c\n".into())),
+                r#""a\"b\\c\n""#,
+                "string id is escaped",
+            ),
+        ];
+        for (id, id_json, why) in table {
+            let body = error_response(id.as_ref(), -32600, "bad \"thing\"\u{1}");
+            let text = String::from_utf8(body.clone()).unwrap_or_default();
+            assert!(
+                text.contains(&format!(r#""id":{id_json}"#)),
+                "{why}: {text}"
+            );
+            let back = classify(&body).unwrap_or_else(|e| panic!("{why}: {text}: {e}"));
+            assert_eq!(back[0].kind, MessageKind::Error, "{why}");
+            assert_eq!(back[0].id, id, "{why}");
+            assert_eq!(back[0].error_code, Some(-32600), "{why}");
+            let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            assert_eq!(value["error"]["message"], "bad \"thing\"\u{1}", "{why}");
+        }
+    }
+
+    #[test]
+    fn display() {
+        assert_eq!(RequestId::Number(7).to_string(), "7");
+        assert_eq!(RequestId::String("7".into()).to_string(), "\"7\"");
+        assert_eq!(MessageKind::Notification.as_str(), "notification");
+        assert_eq!(MessageKind::Error.to_string(), "error");
+    }
+}
