@@ -20,9 +20,13 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up; boxing the larger argument structs would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Metering proxy: put it in front of any MCP server (HTTP or stdio) to get MCP metrics without code changes
     Meter(cmd::meter::MeterArgs),
+    /// Benchmarks that compare mcpulse with a baseline and a peer in one run, printed as a table
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -38,6 +42,7 @@ fn main() -> Result<()> {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Meter(args) => cmd::meter::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     })?;
     std::process::exit(code);

@@ -1,0 +1,74 @@
+//! nginx as a plain reverse proxy, the peer the meter's overhead is compared with.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::BenchError;
+
+pub struct Nginx {
+    pub addr: SocketAddr,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx (Debian's `/usr/sbin/nginx` or the one on PATH) proxying `listen` to `upstream` with
+    /// upstream keep-alive and no buffering, the settings one would use in front of an MCP server.
+    pub fn start(listen: SocketAddr, upstream: SocketAddr) -> Result<Self, BenchError> {
+        let dir = std::env::temp_dir().join(format!("mcpulse-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| BenchError::Io {
+            what: format!("create {}", dir.display()),
+            source,
+        })?;
+        let config = dir.join("nginx.conf");
+        std::fs::write(&config, config_text(&dir, listen, upstream)).map_err(|source| {
+            BenchError::Io {
+                what: format!("write {}", config.display()),
+                source,
+            }
+        })?;
+        let binary = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|b| Path::new(b).is_file())
+            .unwrap_or("nginx");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|source| BenchError::Io {
+                what: format!("start {binary} (apt-get install nginx)"),
+                source,
+            })?;
+        Ok(Self {
+            addr: listen,
+            child,
+            dir,
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config_text(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 2;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           upstream mcp {{ server {upstream}; keepalive 256; }}\n\
+           server {{\n    listen {listen};\n    location / {{\n      proxy_pass http://mcp;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
+    )
+}

@@ -1,0 +1,126 @@
+//! `mcpulse bench`: measurements against a baseline and a peer in one run, printed as a table.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use mcpulse_bench::{MeterBench, MeterBenchRow, Route};
+
+use crate::units::parse_duration;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    target: BenchTarget,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchTarget {
+    /// Latency the meter adds and throughput it keeps, versus a direct connection and versus nginx
+    #[command(
+        after_long_help = "Runs a minimal MCP-shaped upstream, `mcpulse meter` and nginx (Debian package) on \
+loopback, then for JSON and SSE responses and each client count measures direct, through the meter and through \
+nginx back to back. `added` columns are the difference to direct; `vs direct` is throughput relative to direct."
+    )]
+    Meter(MeterArgs),
+}
+
+#[derive(Args, Debug)]
+struct MeterArgs {
+    /// Concurrent closed-loop clients, one run per value
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    clients: Vec<usize>,
+    /// Measured time per run
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured time before each run
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Skip the nginx comparison
+    #[arg(long)]
+    no_nginx: bool,
+}
+
+pub async fn run(args: BenchArgs) -> Result<i32> {
+    match args.target {
+        BenchTarget::Meter(args) => meter(args).await,
+    }
+}
+
+async fn meter(args: MeterArgs) -> Result<i32> {
+    let bench = MeterBench {
+        mcpulse: std::env::current_exe()?,
+        clients: args.clients,
+        warmup: args.warmup,
+        duration: args.duration,
+        with_nginx: !args.no_nginx,
+    };
+    let runs = 2 * bench.clients.len() * if bench.with_nginx { 3 } else { 2 };
+    let mut done = 0;
+    let rows = mcpulse_bench::run_meter_bench(&bench, |what| {
+        done += 1;
+        eprintln!(
+            "[{done}/{runs}] {what} ({:?})",
+            bench.warmup + bench.duration
+        );
+    })
+    .await?;
+    print!("{}", table(&rows));
+    Ok(0)
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn table(rows: &[MeterBenchRow]) -> String {
+    let mut out = format!(
+        "{:<6} {:>7} {:<7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6}\n",
+        "format",
+        "clients",
+        "route",
+        "p50 µs",
+        "p99 µs",
+        "added p50",
+        "added p99",
+        "req/s",
+        "vs direct",
+        "errors"
+    );
+    for row in rows {
+        let direct = rows.iter().find(|r| {
+            r.format == row.format && r.clients == row.clients && r.route == Route::Direct
+        });
+        let (added50, added99, ratio) = match direct {
+            Some(d) if row.route != Route::Direct => (
+                format!(
+                    "{:.1}",
+                    micros(row.result.percentile(50.0)) - micros(d.result.percentile(50.0))
+                ),
+                format!(
+                    "{:.1}",
+                    micros(row.result.percentile(99.0)) - micros(d.result.percentile(99.0))
+                ),
+                format!(
+                    "{:.1} %",
+                    100.0 * row.result.throughput() / d.result.throughput().max(f64::EPSILON)
+                ),
+            ),
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
+        out += &format!(
+            "{:<6} {:>7} {:<7} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6}\n",
+            row.format.as_str(),
+            row.clients,
+            row.route.as_str(),
+            micros(row.result.percentile(50.0)),
+            micros(row.result.percentile(99.0)),
+            added50,
+            added99,
+            row.result.throughput(),
+            ratio,
+            row.result.errors
+        );
+    }
+    out
+}
