@@ -2,11 +2,13 @@
 //! honest ratios.
 
 mod load;
+mod memory;
 mod meter;
 mod nginx;
 mod upstream;
 
 pub use load::{LoadResult, closed_loop};
+pub use memory::{MemoryReport, run_memory_bench};
 pub use meter::{MeterBench, MeterBenchRow, ResponseFormat, Route, run_meter_bench};
 pub use nginx::Nginx;
 pub use upstream::FastUpstream;

@@ -59,7 +59,7 @@ pub struct MeterBenchRow {
     pub result: LoadResult,
 }
 
-struct MeterProcess(Child);
+pub(crate) struct MeterProcess(pub(crate) Child);
 
 impl Drop for MeterProcess {
     fn drop(&mut self) {
@@ -68,7 +68,7 @@ impl Drop for MeterProcess {
     }
 }
 
-fn free_addr() -> Result<SocketAddr, BenchError> {
+pub(crate) fn free_addr() -> Result<SocketAddr, BenchError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|source| BenchError::Io {
@@ -77,7 +77,7 @@ fn free_addr() -> Result<SocketAddr, BenchError> {
         })
 }
 
-async fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), BenchError> {
+pub(crate) async fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {

@@ -23,6 +23,18 @@ loopback, then for JSON and SSE responses and each client count measures direct,
 nginx back to back. `added` columns are the difference to direct; `vs direct` is throughput relative to direct."
     )]
     Meter(MeterArgs),
+    /// Resident memory of the meter while it holds many idle sessions and open SSE streams
+    MeterMemory(MemoryArgs),
+}
+
+#[derive(Args, Debug)]
+struct MemoryArgs {
+    /// Sessions opened (initialize) and left idle
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// GET event streams opened and held
+    #[arg(long, default_value_t = 200)]
+    streams: usize,
 }
 
 #[derive(Args, Debug)]
@@ -44,7 +56,23 @@ struct MeterArgs {
 pub async fn run(args: BenchArgs) -> Result<i32> {
     match args.target {
         BenchTarget::Meter(args) => meter(args).await,
+        BenchTarget::MeterMemory(args) => memory(args).await,
     }
+}
+
+async fn memory(args: MemoryArgs) -> Result<i32> {
+    eprintln!("opening {} sessions and {} SSE streams through the meter...", args.sessions, args.streams);
+    let report = mcpulse_bench::run_memory_bench(&std::env::current_exe()?, args.sessions, args.streams).await?;
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    println!("{:<36} {:>10}", "meter state", "RSS MiB");
+    println!("{:<36} {:>10.1}", "idle, just started", mib(report.idle_rss_bytes));
+    let loaded = format!("{} sessions + {} GET streams", report.sessions, report.streams);
+    println!("{:<36} {:>10.1}", loaded, mib(report.loaded_rss_bytes));
+    println!(
+        "meter's own gauges: mcp_server_sessions_active={} mcp_sse_streams_open{{stream=\"get\"}}={}",
+        report.metered.0, report.metered.1
+    );
+    Ok(0)
 }
 
 async fn meter(args: MeterArgs) -> Result<i32> {
