@@ -10,9 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::BenchError;
 use crate::meter::{MeterProcess, free_addr, wait_listening};
 use crate::upstream::FastUpstream;
-use crate::BenchError;
 
 #[derive(Clone, Debug)]
 pub struct MemoryReport {
@@ -43,24 +43,38 @@ fn metric(text: &str, name: &str) -> f64 {
 
 /// Opens `sessions` sessions through the meter, then `streams` GET streams on the first of them, and reads the
 /// meter's resident memory before and after.
-pub async fn run_memory_bench(mcpulse: &std::path::Path, sessions: usize, streams: usize) -> Result<MemoryReport, BenchError> {
+pub async fn run_memory_bench(
+    mcpulse: &std::path::Path,
+    sessions: usize,
+    streams: usize,
+) -> Result<MemoryReport, BenchError> {
     let upstream = FastUpstream::start().await?;
     let (listen, metrics) = (free_addr()?, free_addr()?);
     let meter = MeterProcess(
         Command::new(mcpulse)
-            .args(["meter", "--listen", &listen.to_string(), "--metrics-listen", &metrics.to_string()])
+            .args([
+                "meter",
+                "--listen",
+                &listen.to_string(),
+                "--metrics-listen",
+                &metrics.to_string(),
+            ])
             .args(["--upstream", &format!("http://{}", upstream.addr)])
             .env("MCPULSE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
-            .map_err(|source| BenchError::Io { what: format!("start {} meter", mcpulse.display()), source })?,
+            .map_err(|source| BenchError::Io {
+                what: format!("start {} meter", mcpulse.display()),
+                source,
+            })?,
     );
     wait_listening(listen, "mcpulse meter").await?;
     let pid = meter.0.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss_bytes = rss_bytes(pid);
 
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let url = format!("http://{listen}/mcp");
     let mut ids = Vec::with_capacity(sessions);
     for n in 0..sessions {
@@ -71,11 +85,14 @@ pub async fn run_memory_bench(mcpulse: &std::path::Path, sessions: usize, stream
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| BenchError::Io { what: "build initialize".into(), source: std::io::Error::other(e) })?;
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| BenchError::Io { what: "initialize through the meter".into(), source: std::io::Error::other(e) })?;
+            .map_err(|e| BenchError::Io {
+                what: "build initialize".into(),
+                source: std::io::Error::other(e),
+            })?;
+        let response = client.request(request).await.map_err(|e| BenchError::Io {
+            what: "initialize through the meter".into(),
+            source: std::io::Error::other(e),
+        })?;
         if let Some(id) = response.headers().get("mcp-session-id").cloned() {
             ids.push(id);
         }
@@ -87,25 +104,38 @@ pub async fn run_memory_bench(mcpulse: &std::path::Path, sessions: usize, stream
             .header(header::ACCEPT, "text/event-stream")
             .header("mcp-session-id", id.clone())
             .body(Full::new(Bytes::new()))
-            .map_err(|e| BenchError::Io { what: "build GET".into(), source: std::io::Error::other(e) })?;
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| BenchError::Io { what: "open a GET stream".into(), source: std::io::Error::other(e) })?;
+            .map_err(|e| BenchError::Io {
+                what: "build GET".into(),
+                source: std::io::Error::other(e),
+            })?;
+        let response = client.request(request).await.map_err(|e| BenchError::Io {
+            what: "open a GET stream".into(),
+            source: std::io::Error::other(e),
+        })?;
         // Holding the response keeps its stream, and its connection, open.
         open.push(response);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let loaded_rss_bytes = rss_bytes(pid);
     let text = fetch_text(metrics).await.unwrap_or_default();
-    let metered = (metric(&text, "mcp_server_sessions_active"), metric(&text, "mcp_sse_streams_open{stream=\"get\"}"));
+    let metered = (
+        metric(&text, "mcp_server_sessions_active"),
+        metric(&text, "mcp_sse_streams_open{stream=\"get\"}"),
+    );
     drop(open);
-    Ok(MemoryReport { idle_rss_bytes, loaded_rss_bytes, sessions: ids.len(), streams, metered })
+    Ok(MemoryReport {
+        idle_rss_bytes,
+        loaded_rss_bytes,
+        sessions: ids.len(),
+        streams,
+        metered,
+    })
 }
 
 /// Fetches /metrics with a bare hyper client (the bench crate has no other HTTP client).
 async fn fetch_text(metrics: std::net::SocketAddr) -> Option<String> {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let uri = format!("http://{metrics}/metrics").parse().ok()?;
     let response = client.get(uri).await.ok()?;
     let bytes = response.into_body().collect().await.ok()?.to_bytes();

@@ -30,13 +30,21 @@ impl FastUpstream {
     pub async fn start() -> Result<Self, BenchError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|source| BenchError::Io { what: "bind the upstream".into(), source })?;
-        let addr = listener.local_addr().map_err(|source| BenchError::Io { what: "upstream address".into(), source })?;
+            .map_err(|source| BenchError::Io {
+                what: "bind the upstream".into(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| BenchError::Io {
+            what: "upstream address".into(),
+            source,
+        })?;
         let task = tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection(TokioIo::new(stream), service_fn(answer)).into_owned();
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service_fn(answer))
+                    .into_owned();
                 tokio::spawn(connection);
             }
         });
@@ -59,25 +67,37 @@ async fn answer(request: Request<Incoming>) -> Result<Response<AnswerBody>, Infa
     static SESSIONS: AtomicU64 = AtomicU64::new(0);
     if request.method() == Method::GET {
         let mut response = Response::new(BodyExt::boxed(StreamBody::new(Silent)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/event-stream"),
+        );
         return Ok(response);
     }
     let sse = request.uri().query() == Some("sse");
     // Read the whole request like a real server would before answering.
-    let body = request.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let initialize = body.windows(12).any(|w| w == b"\"initialize\"");
     let (content_type, body) = if initialize {
         ("application/json", initialize_result(&body))
     } else if sse {
-        ("text/event-stream", Bytes::from(format!("event: message\ndata: {RESULT}\n\n")))
+        (
+            "text/event-stream",
+            Bytes::from(format!("event: message\ndata: {RESULT}\n\n")),
+        )
     } else {
         ("application/json", Bytes::from_static(RESULT.as_bytes()))
     };
     let mut response = Response::new(BodyExt::boxed(Full::new(body)));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     if initialize {
         let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
         if let Ok(value) = header::HeaderValue::from_str(&format!("bench-session-{id}")) {

@@ -61,12 +61,24 @@ pub async fn run(args: BenchArgs) -> Result<i32> {
 }
 
 async fn memory(args: MemoryArgs) -> Result<i32> {
-    eprintln!("opening {} sessions and {} SSE streams through the meter...", args.sessions, args.streams);
-    let report = mcpulse_bench::run_memory_bench(&std::env::current_exe()?, args.sessions, args.streams).await?;
+    eprintln!(
+        "opening {} sessions and {} SSE streams through the meter...",
+        args.sessions, args.streams
+    );
+    let report =
+        mcpulse_bench::run_memory_bench(&std::env::current_exe()?, args.sessions, args.streams)
+            .await?;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     println!("{:<36} {:>10}", "meter state", "RSS MiB");
-    println!("{:<36} {:>10.1}", "idle, just started", mib(report.idle_rss_bytes));
-    let loaded = format!("{} sessions + {} GET streams", report.sessions, report.streams);
+    println!(
+        "{:<36} {:>10.1}",
+        "idle, just started",
+        mib(report.idle_rss_bytes)
+    );
+    let loaded = format!(
+        "{} sessions + {} GET streams",
+        report.sessions, report.streams
+    );
     println!("{:<36} {:>10.1}", loaded, mib(report.loaded_rss_bytes));
     println!(
         "meter's own gauges: mcp_server_sessions_active={} mcp_sse_streams_open{{stream=\"get\"}}={}",
