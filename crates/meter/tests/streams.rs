@@ -21,10 +21,12 @@ use tokio::sync::{Mutex, mpsc};
 
 const SESSION: &str = "session-under-test";
 
+type Events = mpsc::UnboundedSender<Result<Bytes, Infallible>>;
+
 /// The GET stream's sender, so a POST handler can answer on it.
 #[derive(Clone, Default)]
 struct Upstream {
-    get_stream: Arc<Mutex<Option<mpsc::UnboundedSender<Result<Bytes, Infallible>>>>>,
+    get_stream: Arc<Mutex<Option<Events>>>,
 }
 
 fn sse(events: mpsc::UnboundedReceiver<Result<Bytes, Infallible>>) -> Response {
