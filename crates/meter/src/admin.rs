@@ -27,6 +27,10 @@ struct UpstreamStatus<'a> {
     url: &'a str,
     healthy: bool,
     draining: bool,
+    /// Found through the registry rather than configured with --upstream.
+    discovered: bool,
+    /// No longer listed as healthy by the registry: existing sessions finish, no new ones start.
+    withdrawn: bool,
     in_flight: usize,
     queued: usize,
     sessions: usize,
@@ -61,8 +65,11 @@ impl Admin {
         Ok(answer)
     }
 
-    fn upstreams(&self) -> &[UpstreamState] {
-        self.proxy.as_deref().map_or(&[], |proxy| &proxy.upstreams)
+    fn upstreams(&self) -> Vec<Arc<UpstreamState>> {
+        self.proxy
+            .as_deref()
+            .map(|proxy| proxy.upstreams.snapshot())
+            .unwrap_or_default()
     }
 
     fn sessions_on(&self, upstream: usize) -> usize {
@@ -106,14 +113,16 @@ impl Admin {
 
     fn upstream_list(&self) -> Response<Full<Bytes>> {
         let now = Instant::now();
-        let list: Vec<UpstreamStatus> = self
-            .upstreams()
+        let upstreams = self.upstreams();
+        let list: Vec<UpstreamStatus> = upstreams
             .iter()
             .enumerate()
             .map(|(i, u)| UpstreamStatus {
                 url: &u.label,
                 healthy: u.is_healthy(now),
                 draining: u.is_draining(),
+                discovered: u.discovered,
+                withdrawn: u.is_withdrawn(),
                 in_flight: u.in_flight(),
                 queued: u.queued(),
                 sessions: self.sessions_on(i),

@@ -61,6 +61,18 @@ impl Upstream {
     }
 }
 
+/// Where the gateway finds more upstreams: the registry's healthy instances, refreshed periodically.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    /// Base URL of the registry, e.g. `http://127.0.0.1:8080`.
+    pub registry: Uri,
+    /// Only instances of this server name (all instances when `None`).
+    pub server_name: Option<String>,
+    pub interval: Duration,
+    /// Bearer token, for registries that require one for reads.
+    pub token: Option<String>,
+}
+
 /// Admission control: how many requests an upstream serves at once and how many may wait.
 #[derive(Clone, Copy, Debug)]
 pub struct Admission {
@@ -73,6 +85,7 @@ pub struct Admission {
 #[derive(Clone, Debug)]
 pub struct MeterConfig {
     pub mode: Mode,
+    pub discovery: Option<Discovery>,
     pub metrics_listen: SocketAddr,
     pub admission: Admission,
     /// Request bodies above this get 413; response bodies above it are relayed but not classified.
@@ -100,6 +113,7 @@ impl MeterConfig {
     pub fn http(listen: SocketAddr, metrics_listen: SocketAddr, upstreams: Vec<Upstream>) -> Self {
         Self {
             mode: Mode::Http { listen, upstreams },
+            discovery: None,
             metrics_listen,
             admission: Admission {
                 max_concurrency: None,
@@ -127,10 +141,10 @@ impl MeterConfig {
             })
         };
         match &self.mode {
-            Mode::Http { upstreams, .. } if upstreams.is_empty() => {
+            Mode::Http { upstreams, .. } if upstreams.is_empty() && self.discovery.is_none() => {
                 return bad(
                     "upstream",
-                    "at least one --upstream is required, e.g. --upstream http://127.0.0.1:3001",
+                    "at least one --upstream (e.g. --upstream http://127.0.0.1:3001) or a --registry to discover upstreams from is required",
                 );
             }
             Mode::Stdio { command, .. } if command.is_empty() => {

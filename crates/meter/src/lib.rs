@@ -3,6 +3,7 @@
 mod admin;
 mod body;
 pub mod config;
+mod discovery;
 mod observe;
 mod pending;
 mod proxy;
@@ -25,14 +26,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-pub use config::{Admission, MeterConfig, Mode, Upstream};
+pub use config::{Admission, Discovery, MeterConfig, Mode, Upstream};
 
 use crate::admin::Admin;
 use crate::observe::Observer;
 use crate::pending::PendingTable;
 use crate::proxy::Proxy;
 use crate::sessions::SessionTable;
-use crate::upstream::UpstreamState;
+use crate::upstream::UpstreamSet;
 
 /// Largest number of sessions followed at once; past it the least recently seen is forgotten.
 const MAX_SESSIONS: usize = 100_000;
@@ -94,17 +95,15 @@ pub async fn run(
         dropped.clone(),
     );
 
-    let upstreams: Vec<UpstreamState> = match &config.mode {
-        Mode::Http { upstreams, .. } => upstreams
-            .iter()
-            .map(|u| UpstreamState::new(u.clone(), config.admission, &metrics))
-            .collect(),
-        Mode::Stdio { .. } => Vec::new(),
+    let configured: &[Upstream] = match &config.mode {
+        Mode::Http { upstreams, .. } => upstreams,
+        Mode::Stdio { .. } => &[],
     };
+    let upstreams = UpstreamSet::new(configured, config.admission, &metrics);
     let observer = Arc::new(Observer::new(
         metrics.clone(),
         PendingTable::new(config.max_pending, config.pending_ttl),
-        SessionTable::new(upstreams.len(), MAX_SESSIONS),
+        SessionTable::new(configured.len(), MAX_SESSIONS),
         dropped,
     ));
     spawn_sweeper(observer.clone(), config.session_idle_timeout);
@@ -141,6 +140,9 @@ pub async fn run(
                 shutting_down: Default::default(),
             });
             tokio::spawn(serve_admin(metrics_listener, admin.clone()));
+            if let Some(discovery) = config.discovery.clone() {
+                tokio::spawn(discovery::run(discovery, proxy.clone()));
+            }
             on_bound(Bound {
                 proxy: Some(proxy_addr),
                 metrics: metrics_addr,

@@ -18,7 +18,7 @@ use mcpulse_wire::{Message, MessageKind, RequestId, SseParser};
 use crate::body::{Exchange, Framing, MeteredBody, ProxyBody, exchange_key};
 use crate::config::MeterConfig;
 use crate::observe::Observer;
-use crate::upstream::{UpstreamState, pick};
+use crate::upstream::{UpstreamSet, UpstreamState};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 /// Longest session id the meter tracks; longer ones are forwarded but not followed.
@@ -31,7 +31,7 @@ pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
 pub struct Proxy {
     pub config: MeterConfig,
     pub observer: Arc<Observer>,
-    pub upstreams: Vec<UpstreamState>,
+    pub upstreams: UpstreamSet,
     pub client: UpstreamClient,
 }
 
@@ -84,7 +84,7 @@ impl Proxy {
         let request_ids = sent.request_ids();
 
         // Route: a known session stays on its upstream; anything else goes to the least-loaded one.
-        let Some(index) = self.route(session_id.as_deref(), received) else {
+        let Some((index, upstream)) = self.route(session_id.as_deref(), received) else {
             return Err(self.refuse(
                 &sent,
                 &filed_under,
@@ -93,7 +93,6 @@ impl Proxy {
                 "no_upstream",
             ));
         };
-        let upstream = &self.upstreams[index];
 
         // Admit: only exchanges that carry requests take a concurrency slot or wait in the queue.
         let admitted = if request_ids.is_empty() {
@@ -252,16 +251,15 @@ impl Proxy {
         }
     }
 
-    fn route(&self, session_id: Option<&str>, now: Instant) -> Option<usize> {
-        if let Some(index) = session_id.and_then(|id| self.observer.upstream_of(id, now)) {
-            return Some(index);
+    fn route(&self, session_id: Option<&str>, now: Instant) -> Option<(usize, Arc<UpstreamState>)> {
+        if let Some(index) = session_id.and_then(|id| self.observer.upstream_of(id, now))
+            && let Some(upstream) = self.upstreams.get(index)
+        {
+            return Some((index, upstream));
         }
         let sessions = self.observer.sessions.lock().ok();
-        pick(
-            &self.upstreams,
-            |i| sessions.as_ref().map_or(0, |s| s.sessions_on(i)),
-            now,
-        )
+        self.upstreams
+            .pick(|i| sessions.as_ref().map_or(0, |s| s.sessions_on(i)), now)
     }
 
     fn framing(&self, headers: &HeaderMap, method: &Method) -> Framing {

@@ -73,9 +73,11 @@ impl SessionTable {
                 .map(|(id, _)| id.clone());
             ended.extend(oldest.and_then(|id| self.remove(&id)));
         }
-        if let Some(count) = self.per_upstream.get_mut(session.upstream) {
-            *count += 1;
+        // Upstreams found through the registry arrive after the table was sized.
+        if self.per_upstream.len() <= session.upstream {
+            self.per_upstream.resize(session.upstream + 1, 0);
         }
+        self.per_upstream[session.upstream] += 1;
         self.entries.insert(id, session);
         ended
     }

@@ -1,7 +1,7 @@
 //! Per-upstream state: admission (concurrency limit and bounded FIFO queue), load, passive health and drain.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use mcpulse_telemetry::{GaugeGuard, McpMetrics, RejectionReason, UpstreamMetrics};
@@ -21,6 +21,9 @@ pub struct UpstreamState {
     queued: AtomicUsize,
     in_flight: Arc<AtomicUsize>,
     draining: AtomicBool,
+    /// Found through the registry (not configured); `withdrawn` once the registry stops listing it.
+    pub discovered: bool,
+    withdrawn: AtomicBool,
     unhealthy_until: Mutex<Option<Instant>>,
 }
 
@@ -38,7 +41,12 @@ impl Drop for Admitted {
 }
 
 impl UpstreamState {
-    pub fn new(upstream: Upstream, admission: Admission, metrics: &McpMetrics) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        admission: Admission,
+        metrics: &McpMetrics,
+        discovered: bool,
+    ) -> Self {
         let label = upstream.label();
         Self {
             metrics: metrics.upstream(&label),
@@ -51,6 +59,8 @@ impl UpstreamState {
             queued: AtomicUsize::new(0),
             in_flight: Arc::new(AtomicUsize::new(0)),
             draining: AtomicBool::new(false),
+            discovered,
+            withdrawn: AtomicBool::new(false),
             unhealthy_until: Mutex::new(None),
         }
     }
@@ -120,8 +130,13 @@ impl UpstreamState {
         self.draining.store(draining, Ordering::Relaxed);
     }
 
+    /// Draining by an operator, or withdrawn by the registry: either way no new sessions.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.draining.load(Ordering::Relaxed) || self.withdrawn.load(Ordering::Relaxed)
+    }
+
+    pub fn is_withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::Relaxed)
     }
 
     pub fn mark_unhealthy(&self, now: Instant) {
@@ -146,10 +161,85 @@ impl UpstreamState {
     }
 }
 
+/// The upstreams of one meter: configured ones plus those discovered through the registry. Entries are never
+/// removed, only withdrawn, so an index held by a session stays valid.
+pub struct UpstreamSet {
+    list: RwLock<Vec<Arc<UpstreamState>>>,
+    admission: Admission,
+    metrics: McpMetrics,
+}
+
+/// What a registry refresh changed, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub added: Vec<String>,
+    pub withdrawn: Vec<String>,
+    pub returned: Vec<String>,
+}
+
+impl UpstreamSet {
+    pub fn new(configured: &[Upstream], admission: Admission, metrics: &McpMetrics) -> Self {
+        let list = configured
+            .iter()
+            .map(|u| Arc::new(UpstreamState::new(u.clone(), admission, metrics, false)))
+            .collect();
+        Self {
+            list: RwLock::new(list),
+            admission,
+            metrics: metrics.clone(),
+        }
+    }
+
+    pub fn get(&self, index: usize) -> Option<Arc<UpstreamState>> {
+        self.list.read().ok()?.get(index).cloned()
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<UpstreamState>> {
+        self.list.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn pick(
+        &self,
+        sessions_on: impl Fn(usize) -> usize,
+        now: Instant,
+    ) -> Option<(usize, Arc<UpstreamState>)> {
+        let list = self.list.read().ok()?;
+        let index = pick(&list, sessions_on, now)?;
+        Some((index, list[index].clone()))
+    }
+
+    /// Makes the discovered upstreams match what the registry lists as healthy now: new ones are added, missing
+    /// ones withdrawn (their sessions finish, no new ones start), returning ones taken back.
+    pub fn reconcile(&self, listed: &[Upstream]) -> Reconciled {
+        let mut changes = Reconciled::default();
+        let Ok(mut list) = self.list.write() else {
+            return changes;
+        };
+        for state in list.iter().filter(|s| s.discovered) {
+            let still_listed = listed.contains(&state.upstream);
+            let was_withdrawn = state.withdrawn.swap(!still_listed, Ordering::Relaxed);
+            match (was_withdrawn, still_listed) {
+                (false, false) => changes.withdrawn.push(state.label.to_string()),
+                (true, true) => changes.returned.push(state.label.to_string()),
+                _ => {}
+            }
+        }
+        for upstream in listed {
+            if !list.iter().any(|s| &s.upstream == upstream) {
+                changes.added.push(upstream.label());
+                let state =
+                    UpstreamState::new(upstream.clone(), self.admission, &self.metrics, true);
+                list.push(Arc::new(state));
+            }
+        }
+        changes
+    }
+}
+
 /// Chooses the upstream for a new session: the least-loaded healthy one that is not draining, then fewest
 /// sessions, then lowest index; if every non-draining upstream looks unhealthy, try one anyway rather than fail.
 pub fn pick(
-    upstreams: &[UpstreamState],
+    upstreams: &[Arc<UpstreamState>],
     sessions_on: impl Fn(usize) -> usize,
     now: Instant,
 ) -> Option<usize> {
@@ -173,13 +263,14 @@ mod tests {
     use super::*;
     use prometheus_client::registry::Registry;
 
-    fn state(admission: Admission) -> UpstreamState {
+    fn state(admission: Admission) -> Arc<UpstreamState> {
         let metrics = McpMetrics::new(&mut Registry::default(), Default::default());
-        UpstreamState::new(
+        Arc::new(UpstreamState::new(
             Upstream::parse("http://127.0.0.1:1").unwrap(),
             admission,
             &metrics,
-        )
+            false,
+        ))
     }
 
     fn limited(max_concurrency: usize, max_queue: usize, queue_timeout: Duration) -> Admission {
@@ -192,7 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_rejects_at_once() {
-        let upstream = Arc::new(state(limited(1, 0, Duration::from_secs(5))));
+        let upstream = state(limited(1, 0, Duration::from_secs(5)));
         let _held = upstream.admit().await.unwrap();
         let started = Instant::now();
         let rejected = upstream.admit().await.err();
@@ -213,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn queue_is_first_in_first_out() {
-        let upstream = Arc::new(state(limited(1, 8, Duration::from_secs(5))));
+        let upstream = state(limited(1, 8, Duration::from_secs(5)));
         let held = upstream.admit().await.unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for n in 0..4 {
@@ -236,6 +327,39 @@ mod tests {
         }
         assert_eq!(order, vec![0, 1, 2, 3]);
         assert_eq!(upstream.in_flight(), 0);
+    }
+
+    #[test]
+    fn reconcile_adds_withdraws_and_takes_back() {
+        let metrics = McpMetrics::new(&mut Registry::default(), Default::default());
+        let unlimited = Admission {
+            max_concurrency: None,
+            max_queue: 0,
+            queue_timeout: Duration::from_secs(1),
+        };
+        let configured = Upstream::parse("http://127.0.0.1:1").unwrap();
+        let set = UpstreamSet::new(std::slice::from_ref(&configured), unlimited, &metrics);
+        let a = Upstream::parse("http://10.0.0.1:3001").unwrap();
+        let b = Upstream::parse("http://10.0.0.2:3001").unwrap();
+        let changes = set.reconcile(&[a.clone(), b.clone()]);
+        assert_eq!(changes.added, [a.label(), b.label()]);
+        let changes = set.reconcile(std::slice::from_ref(&b));
+        assert_eq!(changes.withdrawn, [a.label()]);
+        assert!(
+            set.get(1).unwrap().is_draining(),
+            "a withdrawn upstream takes no new sessions"
+        );
+        assert!(
+            !set.get(0).unwrap().is_draining(),
+            "configured upstreams are never withdrawn by discovery"
+        );
+        let changes = set.reconcile(&[a.clone(), b]);
+        assert_eq!(changes.returned, [a.label()]);
+        assert_eq!(
+            set.snapshot().len(),
+            3,
+            "entries are kept so session indexes stay valid"
+        );
     }
 
     #[test]

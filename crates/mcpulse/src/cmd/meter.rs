@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mcpulse_meter::{MeterConfig, Mode, Upstream};
+use mcpulse_meter::{Discovery, MeterConfig, Mode, Upstream};
 use serde::Deserialize;
 
 use crate::units::{deserialize_duration, deserialize_size, parse_duration, parse_size};
@@ -33,6 +33,28 @@ pub struct MeterSettings {
     )]
     #[serde(default)]
     upstream: Vec<String>,
+
+    /// Registry to discover upstreams from (its healthy instances), in addition to any --upstream
+    #[arg(long, env = "MCPULSE_METER_REGISTRY", value_name = "URL")]
+    registry: Option<String>,
+
+    /// Only discover instances of this server name (e.g. io.example/weather) [default: all]
+    #[arg(long, env = "MCPULSE_METER_REGISTRY_SERVER", value_name = "NAME")]
+    registry_server: Option<String>,
+
+    /// How often the registry's instance list is read [default: 5s]
+    #[arg(long, env = "MCPULSE_METER_REGISTRY_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "deserialize_duration")]
+    registry_interval: Option<Duration>,
+
+    /// Bearer token for registries that require one for reads
+    #[arg(
+        long,
+        env = "MCPULSE_METER_REGISTRY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    registry_token: Option<String>,
 
     /// Requests served at once per upstream; more wait in a FIFO queue [default: unlimited]
     #[arg(long, env = "MCPULSE_METER_MAX_CONCURRENCY", value_name = "N")]
@@ -102,6 +124,9 @@ pub struct MeterSettings {
   A stdio server, metered without changing it (the parent talks to mcpulse as it would to the server):
     mcpulse meter --stdio --metrics-listen 127.0.0.1:9464 -- python server.py
 
+  Gateway over every healthy agent the registry knows:
+    mcpulse meter --registry http://127.0.0.1:8080 --registry-server io.example/weather
+
   Drain an upstream before removing it:
     curl -X POST 'http://127.0.0.1:9464/upstreams/drain?url=http://10.0.0.1:3001'
 
@@ -165,6 +190,20 @@ impl MeterArgs {
             anyhow::bail!(
                 "a command after `--` needs --stdio (mcpulse meter --stdio -- COMMAND ...)"
             );
+        }
+        if let Some(registry) = flags.registry.or(file.registry) {
+            let registry = registry
+                .parse()
+                .with_context(|| format!("--registry {registry:?} is not a URL"))?;
+            config.discovery = Some(Discovery {
+                registry,
+                server_name: flags.registry_server.or(file.registry_server),
+                interval: flags
+                    .registry_interval
+                    .or(file.registry_interval)
+                    .unwrap_or(Duration::from_secs(5)),
+                token: flags.registry_token.or(file.registry_token),
+            });
         }
         let admission = &mut config.admission;
         admission.max_concurrency = flags.max_concurrency.or(file.max_concurrency);

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mcpulse_scaler::forecast::ForecastConfig;
 use mcpulse_scaler::sim::{
-    MAX_TRACE_BYTES, PolicyKind, SeasonalNaive, SimConfig, SimReport, TraceOptions, parse_trace,
-    render_svg, simulate,
+    ForecastPredictor, LoadPredictor, MAX_TRACE_BYTES, PolicyKind, SeasonalNaive, SimConfig,
+    SimReport, TraceOptions, parse_trace, render_svg, simulate,
 };
 
 /// Replay a load trace (CSV) against a modelled deployment under several scaling policies.
@@ -63,6 +64,11 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
 
+    /// Load predictor of the mcpulse policy: `forecast` (model chosen by backtest, refitted every 6 steps)
+    /// or `seasonal-naive` (median of past days, fast)
+    #[arg(long, value_name = "NAME", default_value = "forecast", value_parser = ["forecast", "seasonal-naive"])]
+    predictor: String,
+
     /// Write a plot of load, forecast band and replicas per policy to this SVG file
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
@@ -73,7 +79,8 @@ pub struct SimulateArgs {
 }
 
 fn parse_policy(s: &str) -> Result<PolicyKind, String> {
-    s.parse().map_err(|e: mcpulse_scaler::sim::SimError| e.to_string())
+    s.parse()
+        .map_err(|e: mcpulse_scaler::sim::SimError| e.to_string())
 }
 
 fn seconds(flag: &str, v: f64) -> Result<Duration> {
@@ -122,7 +129,13 @@ pub fn run(args: SimulateArgs) -> Result<i32> {
     } else {
         args.policies.clone()
     };
-    let mut predictor = SeasonalNaive::new(config.daily_period_for(&trace));
+    let mut seasonal = SeasonalNaive::new(config.daily_period_for(&trace));
+    let mut fitted = ForecastPredictor::new(ForecastConfig::default(), 6);
+    let predictor: &mut dyn LoadPredictor = if args.predictor == "seasonal-naive" {
+        &mut seasonal
+    } else {
+        &mut fitted
+    };
 
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
@@ -133,7 +146,7 @@ pub fn run(args: SimulateArgs) -> Result<i32> {
         ProgressStyle::with_template("{bar:40} {percent:>3}% simulated, {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = simulate(&trace, &config, &policies, &mut predictor, &mut |p| {
+    let report = simulate(&trace, &config, &policies, predictor, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     });
