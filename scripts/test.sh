@@ -7,6 +7,12 @@ scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 # Tests that need an external program fail instead of skipping when it is missing.
 export MCPULSE_REQUIRE_EXTERNAL=1
+# Contracts and schemas the suites validate against (copies of ../shared, see third_party/README.md).
+export MCPULSE_SHARED="${MCPULSE_SHARED:-$PWD/third_party/shared}"
+
+# A throwaway PostgreSQL for the storage suites that run against both SQLite and PostgreSQL.
+eval "$(scripts/postgres.sh start)"
+trap 'scripts/postgres.sh stop "$MCPULSE_TEST_PG_DIR"' EXIT
 
 echo "== format and lints"
 cargo fmt --all --check

@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Metering proxy: put it in front of any MCP server (HTTP or stdio) to get MCP metrics without code changes
     Meter(cmd::meter::MeterArgs),
+    /// MCP server registry: catalogue (official registry API), live agent instances, health probing
+    Registry(Box<cmd::registry::RegistryArgs>),
     /// Benchmarks that compare mcpulse with a baseline and a peer in one run, printed as a table
     Bench(cmd::bench::BenchArgs),
 }
@@ -42,6 +44,7 @@ fn main() -> Result<()> {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Meter(args) => cmd::meter::run(args).await,
+            Command::Registry(args) => cmd::registry::run(*args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
         }
     })?;

@@ -108,7 +108,8 @@ impl Proxy {
         parts.uri = join(&upstream.upstream.base, &parts.uri);
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
-        let outgoing = Request::from_parts(parts.clone(), Full::new(body));
+        let method = parts.method.clone();
+        let outgoing = Request::from_parts(parts, Full::new(body));
         let answered =
             tokio::time::timeout(self.config.upstream_timeout, self.client.request(outgoing)).await;
         let response = match answered {
@@ -179,7 +180,7 @@ impl Proxy {
         };
         if let Some(id) = &session_id
             && (response_parts.status == StatusCode::NOT_FOUND
-                || (parts.method == Method::DELETE && response_parts.status.is_success()))
+                || (method == Method::DELETE && response_parts.status.is_success()))
         {
             self.observer.session_closed(id, now);
         }
@@ -196,7 +197,7 @@ impl Proxy {
             created,
             requests: request_ids,
             http_error: http_error_type(response_parts.status),
-            framing: self.framing(&response_parts.headers, &parts.method),
+            framing: self.framing(&response_parts.headers, &method),
             _slot: admitted,
             complete: false,
         };

@@ -6,8 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use mcpulse_registry::{RegistryConfig, RegistryError, RegistryMetrics, Role, StorageConfig};
-use prometheus_client::registry::Registry;
+use mcpulse_registry::{RegistryConfig, RegistryError, Role, StorageConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), RegistryError> {
@@ -25,10 +24,8 @@ async fn main() -> Result<(), RegistryError> {
             source,
         })?;
     }
-    let mut registry = Registry::default();
-    let metrics = RegistryMetrics::register(&mut registry);
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = mcpulse_registry::bind(RegistryConfig::new(listen, storage, metrics)).await?;
+    let server = mcpulse_registry::bind(RegistryConfig::new(listen, storage)).await?;
     // The caller waits for this line to learn the port.
     println!("listening on http://{}", server.local_addr()?);
     server

@@ -1,4 +1,8 @@
 //! Live instances: agents register where a server runs, heartbeat, and deregister.
+//!
+//! An instance may name a server that is not (yet) in the catalogue: agents often start before
+//! their server is published, and refusing them would lose the instance until the agent retried.
+//! Registration succeeds and answers `"catalogued": false` so the gap is visible to the caller.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,7 +19,7 @@ use time::OffsetDateTime;
 use crate::catalogue::rfc3339;
 use crate::error::{FieldError, RegistryError};
 use crate::state::{AppState, check_namespace, json_body};
-use crate::storage::{InstanceQuery, InstanceRecord};
+use crate::storage::{InstanceQuery, InstanceRecord, ProbeRecord, VersionSelector};
 use crate::validate;
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -25,24 +29,55 @@ const MAX_LABEL_KEY: usize = 63;
 const MAX_LABEL_VALUE: usize = 256;
 const MAX_ENDPOINT: usize = 2048;
 
-/// How long an instance may stay silent before it counts as unhealthy, then as gone.
+/// When an instance counts as unhealthy or gone.
+///
+/// The rule, applied in this order:
+/// 1. **gone** when its last heartbeat is older than `gone_after` (the agent is away);
+/// 2. **unhealthy** when its last heartbeat is older than `unhealthy_after`, or when the last
+///    `probe_failures` active probes in a row failed (the server stopped answering MCP even though
+///    its agent still beats);
+/// 3. **healthy** otherwise. An instance never probed yet is judged by heartbeats alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthPolicy {
     pub unhealthy_after: Duration,
     pub gone_after: Duration,
+    /// Consecutive failed probes that make an instance unhealthy.
+    pub probe_failures: u32,
 }
 
 impl Default for HealthPolicy {
-    /// Three missed beats at a 10 s interval make an instance unhealthy; five minutes make it gone.
+    /// Three missed beats at a 10 s interval make an instance unhealthy; five minutes make it gone;
+    /// three failed probes in a row make it unhealthy.
     fn default() -> Self {
         Self {
             unhealthy_after: Duration::from_secs(30),
             gone_after: Duration::from_secs(300),
+            probe_failures: 3,
         }
     }
 }
 
-/// An instance's health, derived from the age of its last heartbeat.
+/// A [`HealthPolicy`] resolved at one instant, in the form storage filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Heartbeats before this are unhealthy.
+    pub unhealthy_before: OffsetDateTime,
+    /// Heartbeats before this are gone.
+    pub gone_before: OffsetDateTime,
+    pub probe_failures: u32,
+}
+
+impl Default for Cutoffs {
+    fn default() -> Self {
+        Self {
+            unhealthy_before: OffsetDateTime::UNIX_EPOCH,
+            gone_before: OffsetDateTime::UNIX_EPOCH,
+            probe_failures: u32::MAX,
+        }
+    }
+}
+
+/// An instance's health, derived from its heartbeats and probes by [`HealthPolicy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
     Healthy,
@@ -78,24 +113,51 @@ impl HealthPolicy {
                 self.unhealthy_after, self.gone_after
             )));
         }
+        if self.probe_failures == 0 {
+            return Err(RegistryError::Config(
+                "probe failure threshold must be at least 1 (failed probes in a row before an instance is unhealthy)".to_owned(),
+            ));
+        }
         Ok(())
     }
 
-    /// Heartbeats before the first instant are unhealthy; before the second, gone.
-    pub fn cutoffs(&self, now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
-        (now - self.unhealthy_after, now - self.gone_after)
-    }
-
-    pub fn state(&self, last_heartbeat: OffsetDateTime, now: OffsetDateTime) -> HealthState {
-        let (unhealthy_before, gone_before) = self.cutoffs(now);
-        if last_heartbeat >= unhealthy_before {
-            HealthState::Healthy
-        } else if last_heartbeat >= gone_before {
-            HealthState::Unhealthy
-        } else {
-            HealthState::Gone
+    /// The policy's instants as of `now`.
+    pub fn cutoffs(&self, now: OffsetDateTime) -> Cutoffs {
+        Cutoffs {
+            unhealthy_before: now - self.unhealthy_after,
+            gone_before: now - self.gone_after,
+            probe_failures: self.probe_failures,
         }
     }
+
+    pub fn state(&self, instance: &InstanceRecord, now: OffsetDateTime) -> HealthState {
+        let cutoffs = self.cutoffs(now);
+        let failures = instance
+            .probe
+            .as_ref()
+            .map_or(0, |p| p.consecutive_failures);
+        if instance.last_heartbeat_at < cutoffs.gone_before {
+            HealthState::Gone
+        } else if instance.last_heartbeat_at < cutoffs.unhealthy_before
+            || failures >= self.probe_failures
+        {
+            HealthState::Unhealthy
+        } else {
+            HealthState::Healthy
+        }
+    }
+}
+
+fn probe_view(probe: Option<&ProbeRecord>) -> Value {
+    probe.map_or(Value::Null, |p| {
+        json!({
+            "at": rfc3339(p.at),
+            "ok": p.ok,
+            "latencyMs": p.latency.map(|l| l.as_secs_f64() * 1000.0),
+            "error": p.error,
+            "consecutiveFailures": p.consecutive_failures,
+        })
+    })
 }
 
 fn view(instance: &InstanceRecord, state: HealthState) -> Value {
@@ -108,15 +170,15 @@ fn view(instance: &InstanceRecord, state: HealthState) -> Value {
         "registeredAt": rfc3339(instance.registered_at),
         "lastHeartbeatAt": rfc3339(instance.last_heartbeat_at),
         "state": state.as_str(),
+        "probe": probe_view(instance.probe.as_ref()),
     })
 }
 
 fn present(state: &AppState, instance: &InstanceRecord) -> Value {
-    let health = state
-        .options()
-        .health
-        .state(instance.last_heartbeat_at, state.now());
-    view(instance, health)
+    view(
+        instance,
+        state.options().health.state(instance, state.now()),
+    )
 }
 
 /// A validated registration request.
@@ -246,12 +308,17 @@ pub async fn register(
         labels: r.labels,
         registered_at: now,
         last_heartbeat_at: now,
+        probe: None,
     };
+    let catalogued = state
+        .storage()
+        .server_version(&instance.server_name, VersionSelector::Latest)
+        .await?
+        .is_some();
     state.storage().register_instance(&instance).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(view(&instance, HealthState::Healthy)),
-    ))
+    let mut body = view(&instance, HealthState::Healthy);
+    body["catalogued"] = json!(catalogued);
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 fn instance_path(id: Result<Path<String>, PathRejection>) -> Result<String, RegistryError> {
@@ -290,7 +357,7 @@ pub async fn heartbeat(
         .await?
         .ok_or_else(|| unknown_instance(&id))?;
     state.metrics().observe_heartbeat(previous, now);
-    Ok(Json(view(&instance, HealthState::Healthy)))
+    Ok(Json(present(&state, &instance)))
 }
 
 pub async fn deregister(
@@ -353,26 +420,20 @@ pub async fn list(
             })?,
     };
     let now = state.now();
-    let (unhealthy_before, gone_before) = state.options().health.cutoffs(now);
-    let (heartbeat_at_least, heartbeat_before) = match p.state.as_deref() {
-        None => (None, None),
-        Some(s) => match HealthState::parse(s) {
-            Some(HealthState::Healthy) => (Some(unhealthy_before), None),
-            Some(HealthState::Unhealthy) => (Some(gone_before), Some(unhealthy_before)),
-            Some(HealthState::Gone) => (None, Some(gone_before)),
-            None => {
-                return Err(RegistryError::BadRequest(format!(
-                    "state must be healthy, unhealthy or gone, got '{s}'"
-                )));
-            }
-        },
+    let health = match p.state.as_deref() {
+        None => None,
+        Some(s) => Some(HealthState::parse(s).ok_or_else(|| {
+            RegistryError::BadRequest(format!(
+                "state must be healthy, unhealthy or gone, got '{s}'"
+            ))
+        })?),
     };
+    let cutoffs = state.options().health.cutoffs(now);
     let query = InstanceQuery {
         server_name: p.server_name.filter(|s| !s.is_empty()),
         after: p.cursor.filter(|s| !s.is_empty()),
         limit: limit + 1,
-        heartbeat_at_least,
-        heartbeat_before,
+        health: health.map(|h| (h, cutoffs)),
     };
     let mut rows = state.storage().list_instances(&query).await?;
     let page = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -383,10 +444,7 @@ pub async fn list(
         None
     };
     let policy = state.options().health;
-    let instances: Vec<Value> = rows
-        .iter()
-        .map(|i| view(i, policy.state(i.last_heartbeat_at, now)))
-        .collect();
+    let instances: Vec<Value> = rows.iter().map(|i| view(i, policy.state(i, now))).collect();
     let mut metadata = json!({"count": instances.len()});
     if let Some(cursor) = next_cursor {
         metadata["nextCursor"] = json!(cursor);
@@ -399,51 +457,105 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_states_by_heartbeat_age() {
+    fn health_states_by_heartbeat_age_and_probes() {
         let policy = HealthPolicy {
             unhealthy_after: Duration::from_secs(30),
             gone_after: Duration::from_secs(300),
+            probe_failures: 2,
         };
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let probe = |failures| {
+            Some(ProbeRecord {
+                at: now,
+                ok: failures == 0,
+                latency: None,
+                error: None,
+                consecutive_failures: failures,
+            })
+        };
         let cases = [
-            (0, HealthState::Healthy, "just beat"),
+            (0, None, HealthState::Healthy, "just beat, never probed"),
             (
                 30,
+                None,
                 HealthState::Healthy,
                 "exactly at the limit is still healthy",
             ),
-            (31, HealthState::Unhealthy, "one missed interval"),
+            (31, None, HealthState::Unhealthy, "one missed interval"),
             (
                 300,
+                None,
                 HealthState::Unhealthy,
                 "exactly at gone limit is still unhealthy",
             ),
-            (301, HealthState::Gone, "past the longer limit"),
+            (301, None, HealthState::Gone, "past the longer limit"),
             (
                 -5,
+                None,
                 HealthState::Healthy,
                 "a heartbeat from a clock ahead counts as fresh",
             ),
+            (
+                0,
+                probe(1),
+                HealthState::Healthy,
+                "one failed probe is tolerated",
+            ),
+            (
+                0,
+                probe(2),
+                HealthState::Unhealthy,
+                "failures reach the threshold",
+            ),
+            (
+                31,
+                probe(0),
+                HealthState::Unhealthy,
+                "a good probe does not excuse a silent agent",
+            ),
+            (
+                301,
+                probe(5),
+                HealthState::Gone,
+                "gone wins over probe failures",
+            ),
         ];
-        for (age, want, why) in cases {
-            let last = now - time::Duration::seconds(age);
-            assert_eq!(policy.state(last, now), want, "{why}");
+        for (age, probe, want, why) in cases {
+            let instance = InstanceRecord {
+                id: "i".into(),
+                server_name: "io.a/x".into(),
+                version: "1".into(),
+                endpoint: "http://h/".into(),
+                labels: BTreeMap::new(),
+                registered_at: now,
+                last_heartbeat_at: now - time::Duration::seconds(age),
+                probe,
+            };
+            assert_eq!(policy.state(&instance, now), want, "{why}");
         }
     }
 
     #[test]
     fn policy_validation() {
         assert!(HealthPolicy::default().validate().is_ok());
-        let inverted = HealthPolicy {
-            unhealthy_after: Duration::from_secs(60),
-            gone_after: Duration::from_secs(60),
-        };
-        assert!(inverted.validate().is_err());
-        let zero = HealthPolicy {
-            unhealthy_after: Duration::ZERO,
-            gone_after: Duration::from_secs(60),
-        };
-        assert!(zero.validate().is_err());
+        let cases = [
+            (60, 60, 3, "gone-after must exceed unhealthy-after"),
+            (0, 60, 3, "unhealthy-after must be positive"),
+            (
+                30,
+                60,
+                0,
+                "a zero failure threshold would mark every probed instance unhealthy",
+            ),
+        ];
+        for (unhealthy, gone, failures, why) in cases {
+            let policy = HealthPolicy {
+                unhealthy_after: Duration::from_secs(unhealthy),
+                gone_after: Duration::from_secs(gone),
+                probe_failures: failures,
+            };
+            assert!(policy.validate().is_err(), "{why}");
+        }
     }
 
     #[test]

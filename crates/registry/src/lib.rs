@@ -1,17 +1,21 @@
 //! The mcpulse registry: an MCP server catalogue with the official registry's read API, and live instances.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
+pub mod bench;
 mod catalogue;
 mod error;
 pub mod instances;
 mod metrics;
+pub mod probe;
 mod state;
 pub mod storage;
 pub mod validate;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,13 +24,16 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, patch, post};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use auth::Role;
 pub use catalogue::{OFFICIAL_META_KEY, server_response};
 pub use error::{FieldError, RegistryError};
-pub use instances::{HealthPolicy, HealthState};
+pub use instances::{Cutoffs, HealthPolicy, HealthState};
 pub use metrics::{HttpLabels, RegistryMetrics};
+pub use probe::{ProbeSettings, Prober};
 pub use state::{AppState, Clock, ServiceOptions};
 pub use storage::{Storage, StorageConfig};
 
@@ -35,22 +42,25 @@ pub use storage::{Storage, StorageConfig};
 pub struct RegistryConfig {
     /// Where the API listens, e.g. `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` serves them on no port of their own.
+    pub metrics_listen: Option<SocketAddr>,
     pub storage: StorageConfig,
     pub options: ServiceOptions,
-    /// Already registered on the caller's Prometheus registry.
-    pub metrics: RegistryMetrics,
+    /// Active MCP probing of instances; `None` judges health by heartbeats alone.
+    pub probe: Option<ProbeSettings>,
     /// How often the instance gauges are recomputed from storage.
     pub gauge_refresh: Duration,
 }
 
 impl RegistryConfig {
-    /// A configuration with default policies.
-    pub fn new(listen: SocketAddr, storage: StorageConfig, metrics: RegistryMetrics) -> Self {
+    /// A configuration with default policies, probing on, and no metrics listener.
+    pub fn new(listen: SocketAddr, storage: StorageConfig) -> Self {
         Self {
             listen,
+            metrics_listen: None,
             storage,
             options: ServiceOptions::default(),
-            metrics,
+            probe: Some(ProbeSettings::default()),
             gauge_refresh: Duration::from_secs(10),
         }
     }
@@ -91,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(unknown_route)
+        // The JSON error every other failure uses instead of axum's bare 405; axum adds Allow.
+        .method_not_allowed_fallback(method_not_allowed)
         // Records every request, matched or not, under its route template.
         .layer(middleware::from_fn_with_state(state.clone(), record_http))
         // Bounds what a client can make the server buffer; extractors turn excess into 413.
@@ -105,6 +117,13 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, RegistryEr
 async fn unknown_route() -> RegistryError {
     RegistryError::NotFound(
         "no such endpoint; the catalogue is under /v0.1/servers and instances under /api/v1/instances".to_owned(),
+    )
+}
+
+async fn method_not_allowed() -> RegistryError {
+    RegistryError::MethodNotAllowed(
+        "this endpoint does not accept that method; the Allow header lists the ones it does"
+            .to_owned(),
     )
 }
 
@@ -144,22 +163,32 @@ async fn record_http(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
-/// A bound, not yet serving, registry: lets callers learn the port before serving.
+/// A bound, not yet serving, registry: lets callers learn the ports before serving.
 pub struct Server {
     listener: TcpListener,
+    admin: Option<TcpListener>,
     state: AppState,
+    prometheus: Arc<Registry>,
+    prober: Option<Prober>,
     gauge_refresh: Duration,
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, RegistryError> {
+    listener.local_addr().map_err(|source| RegistryError::Io {
+        action: "read the address of",
+        path: "the listener".to_owned(),
+        source,
+    })
 }
 
 impl Server {
     pub fn local_addr(&self) -> Result<SocketAddr, RegistryError> {
-        self.listener
-            .local_addr()
-            .map_err(|source| RegistryError::Io {
-                action: "read the address of",
-                path: "the listener".to_owned(),
-                source,
-            })
+        local_addr(&self.listener)
+    }
+
+    /// The address of the metrics listener, when one is configured.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, RegistryError> {
+        self.admin.as_ref().map(local_addr).transpose()
     }
 
     pub fn state(&self) -> &AppState {
@@ -172,11 +201,40 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RegistryError> {
         let addr = self.local_addr()?;
+        // Every background task watches this; dropping the sender tells them all to stop.
+        let (stop, stopped) = watch::channel(());
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.changed().await;
+            }
+        };
         let refresher = tokio::spawn(refresh_gauges(self.state.clone(), self.gauge_refresh));
+        let prober = self.prober.map(|p| tokio::spawn(p.run(until_stopped())));
+        let admin = match self.admin {
+            Some(listener) => Some(tokio::spawn(admin::serve(
+                listener,
+                self.state.clone(),
+                self.prometheus.clone(),
+                until_stopped(),
+            ))),
+            None => None,
+        };
         let result = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                drop(stop);
+            })
             .await;
         refresher.abort();
+        if let Some(prober) = prober {
+            let _ = prober.await;
+        }
+        if let Some(admin) = admin
+            && let Ok(Err(e)) = admin.await
+        {
+            tracing::warn!(error = %e, "metrics listener failed");
+        }
         result.map_err(|source| RegistryError::Io {
             action: "serve on",
             path: addr.to_string(),
@@ -197,26 +255,48 @@ async fn refresh_gauges(state: AppState, every: Duration) {
     }
 }
 
-/// Opens storage and binds the listener.
+async fn listen(addr: SocketAddr) -> Result<TcpListener, RegistryError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RegistryError::Io {
+            action: "listen on",
+            path: addr.to_string(),
+            source,
+        })
+}
+
+/// Opens storage, registers the metrics and binds the listeners.
 pub async fn bind(config: RegistryConfig) -> Result<Server, RegistryError> {
     config.options.health.validate()?;
+    if let Some(probe) = &config.probe {
+        probe.validate()?;
+    }
     if config.gauge_refresh.is_zero() {
         return Err(RegistryError::Config(
             "gauge refresh interval must be positive".to_owned(),
         ));
     }
+    let mut prometheus = Registry::default();
+    let metrics = RegistryMetrics::register(&mut prometheus);
+    prometheus.register_collector(Box::new(mcpulse_telemetry::ProcessCollector::new()));
+    mcpulse_telemetry::register_build_info(&mut prometheus, env!("CARGO_PKG_VERSION"));
     let storage = storage::open(&config.storage).await?;
-    let state = AppState::new(storage, config.options, config.metrics);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| RegistryError::Io {
-            action: "listen on",
-            path: config.listen.to_string(),
-            source,
-        })?;
+    let state = AppState::new(storage, config.options, metrics);
+    let listener = listen(config.listen).await?;
+    let admin = match config.metrics_listen {
+        Some(addr) => Some(listen(addr).await?),
+        None => None,
+    };
+    let prober = config
+        .probe
+        .map(|settings| Prober::new(state.clone(), settings))
+        .transpose()?;
     Ok(Server {
         listener,
+        admin,
         state,
+        prometheus: Arc::new(prometheus),
+        prober,
         gauge_refresh: config.gauge_refresh,
     })
 }
@@ -227,7 +307,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
     let server = bind(config).await?;
-    tracing::info!(addr = %server.local_addr()?, "registry listening");
+    tracing::info!(
+        addr = %server.local_addr()?,
+        metrics = ?server.metrics_addr()?,
+        "registry listening"
+    );
     server.run(shutdown).await
 }
 

@@ -20,6 +20,11 @@ const HTTP_BUCKETS: [f64; 14] = [
 const STORAGE_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
+/// Probe round trips: a healthy MCP server on a network answers a ping in milliseconds; the
+/// upper buckets separate slow servers from timeouts (the default probe timeout is 3 s).
+const PROBE_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 /// Heartbeat intervals: agents are expected to beat every few seconds to a minute.
 const HEARTBEAT_BUCKETS: [f64; 10] = [1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
@@ -35,6 +40,12 @@ pub struct HttpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
     pub operation: &'static str,
+}
+
+/// `result` is one of a fixed set ([`crate::probe::ProbeResult::label`]), so the series stay bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +64,8 @@ pub struct RegistryMetrics {
     instances: Family<StateLabels, Gauge>,
     oldest_heartbeat_age: Gauge<f64, AtomicU64>,
     heartbeat_interval: Histogram,
+    probe_duration: HistogramFamily<ResultLabels>,
+    probes: Family<ResultLabels, Counter>,
 }
 
 impl RegistryMetrics {
@@ -89,6 +102,16 @@ impl RegistryMetrics {
             "Time between consecutive heartbeats of one instance",
             metrics.heartbeat_interval.clone(),
         );
+        registry.register(
+            "mcpulse_registry_probe_duration_seconds",
+            "Duration of active MCP probes (initialize, ping, session close) by result",
+            metrics.probe_duration.clone(),
+        );
+        registry.register(
+            "mcpulse_registry_probes",
+            "Active MCP probes this replica ran, by result",
+            metrics.probes.clone(),
+        );
         metrics
     }
 
@@ -101,7 +124,15 @@ impl RegistryMetrics {
             instances: Family::default(),
             oldest_heartbeat_age: Gauge::default(),
             heartbeat_interval: Histogram::new(HEARTBEAT_BUCKETS),
+            probe_duration: Family::new_with_constructor(|| Histogram::new(PROBE_BUCKETS)),
+            probes: Family::default(),
         }
+    }
+
+    pub fn observe_probe(&self, result: &'static str, seconds: f64) {
+        let labels = ResultLabels { result };
+        self.probe_duration.get_or_create(&labels).observe(seconds);
+        self.probes.get_or_create(&labels).inc();
     }
 
     pub fn observe_http(&self, labels: &HttpLabels, seconds: f64) {

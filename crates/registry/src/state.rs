@@ -100,11 +100,8 @@ impl AppState {
     /// Recomputes the fleet gauges from storage.
     pub async fn refresh_gauges(&self) -> Result<(), RegistryError> {
         let now = self.now();
-        let (unhealthy_before, gone_before) = self.inner.options.health.cutoffs(now);
-        let summary = self
-            .storage()
-            .instance_summary(unhealthy_before, gone_before)
-            .await?;
+        let cutoffs = self.inner.options.health.cutoffs(now);
+        let summary = self.storage().instance_summary(&cutoffs).await?;
         self.metrics().set_instances(&summary, now);
         Ok(())
     }

@@ -736,3 +736,124 @@ async fn health_endpoints() {
     assert_eq!(h.get("/healthz").await, (StatusCode::OK, json!("ok")));
     assert_eq!(h.get("/readyz").await, (StatusCode::OK, json!("ready")));
 }
+
+#[tokio::test]
+async fn wrong_methods_get_json_405_with_allow() {
+    let h = harness().await;
+    let cases = [
+        (
+            "DELETE",
+            "/v0.1/servers",
+            "GET,HEAD",
+            "catalogue list is read-only",
+        ),
+        (
+            "PUT",
+            "/api/v1/instances",
+            "GET,HEAD,POST",
+            "instances are created with POST",
+        ),
+        ("GET", "/v0.1/publish", "POST", "publishing is a POST"),
+    ];
+    for (method, uri, allow, why) in cases {
+        let response = h
+            .app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{why}");
+        let allowed = response.headers()[header::ALLOW]
+            .to_str()
+            .unwrap()
+            .replace(' ', "");
+        assert_eq!(allowed, allow, "{why}");
+        let (status, body) = h.call(method, uri, None, None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_problem(&body, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(
+            body["detail"].as_str().unwrap().contains("Allow header"),
+            "{why}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn registration_says_whether_the_server_is_catalogued() {
+    let h = harness().await;
+    let token = h.token(Role::Publisher, Some("io.a/*")).await;
+    h.publish(&token, "io.a/known", "1.0.0").await;
+    for (name, catalogued, why) in [
+        ("io.a/known", true, "published before the agent came"),
+        (
+            "io.a/not-yet",
+            false,
+            "agents may start before their server is published",
+        ),
+    ] {
+        let registration =
+            json!({"serverName": name, "version": "1.0.0", "endpoint": "http://h:1/mcp"});
+        let (status, body) = h
+            .call(
+                "POST",
+                "/api/v1/instances",
+                Some(&token),
+                Some(registration),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{why}: {body}");
+        assert_eq!(body["catalogued"], catalogued, "{why}");
+        assert_eq!(body["probe"], Value::Null, "not probed yet");
+    }
+}
+
+#[tokio::test]
+async fn metrics_listener_serves_metrics_and_health() {
+    use mcpulse_registry::{RegistryConfig, StorageConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(
+        ([127, 0, 0, 1], 0).into(),
+        StorageConfig::Sqlite {
+            data_dir: dir.path().to_owned(),
+        },
+    );
+    config.metrics_listen = Some(([127, 0, 0, 1], 0).into());
+    let server = mcpulse_registry::bind(config).await.unwrap();
+    let admin = server.metrics_addr().unwrap().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let get = |path: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let metrics = get("/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for family in [
+        "mcpulse_build_info",
+        "mcpulse_registry_oldest_heartbeat_age_seconds",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {family}")),
+            "{family} missing: {metrics}"
+        );
+    }
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}

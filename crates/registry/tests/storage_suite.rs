@@ -2,15 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use mcpulse_registry::RegistryError;
-use mcpulse_registry::Role;
 use mcpulse_registry::auth;
 use mcpulse_registry::storage::{
-    InstanceQuery, InstanceRecord, PostgresStorage, ServerQuery, SqliteStorage, Status, Storage,
-    VersionSelector,
+    InstanceQuery, InstanceRecord, PostgresStorage, ProbeTarget, ServerQuery, SqliteStorage,
+    Status, Storage, VersionSelector,
 };
+use mcpulse_registry::{Cutoffs, HealthState, RegistryError, Role};
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 fn t(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_700_000_000 + seconds).unwrap()
@@ -240,6 +239,7 @@ fn instance(id: &str, server: &str, beat: OffsetDateTime) -> InstanceRecord {
         labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
         registered_at: t(0),
         last_heartbeat_at: beat,
+        probe: None,
     }
 }
 
@@ -289,32 +289,55 @@ async fn instances(s: &dyn Storage) {
             .unwrap()),
         ["i2", "i3"]
     );
-    assert_eq!(
-        ids(s
-            .list_instances(&q(|q| q.heartbeat_before = Some(t(1))))
-            .await
-            .unwrap()),
-        ["i3"]
-    );
-    assert_eq!(
-        ids(s
-            .list_instances(&q(|q| q.heartbeat_at_least = Some(t(101))))
-            .await
-            .unwrap()),
-        ["i2"]
-    );
+    // At t(101): i2 beat at t(101), i1 at t(100), i3 at t(0).
+    let cutoffs = |unhealthy: i64, gone: i64, failures: u32| Cutoffs {
+        unhealthy_before: t(unhealthy),
+        gone_before: t(gone),
+        probe_failures: failures,
+    };
+    let by_state = |state, c| {
+        let mut query = q(|_| {});
+        query.health = Some((state, c));
+        query
+    };
+    let cases = [
+        (
+            HealthState::Gone,
+            cutoffs(101, 1, 2),
+            vec!["i3"],
+            "beat before the gone cutoff",
+        ),
+        (
+            HealthState::Healthy,
+            cutoffs(101, 1, 2),
+            vec!["i2"],
+            "beat at the unhealthy cutoff",
+        ),
+        (
+            HealthState::Unhealthy,
+            cutoffs(101, 1, 2),
+            vec!["i1"],
+            "between the cutoffs",
+        ),
+    ];
+    for (state, c, want, why) in cases {
+        assert_eq!(
+            ids(s.list_instances(&by_state(state, c)).await.unwrap()),
+            want,
+            "{why}"
+        );
+    }
 
-    let summary = s.instance_summary(t(100), t(10)).await.unwrap();
+    let summary = s.instance_summary(&cutoffs(100, 10, 2)).await.unwrap();
     assert_eq!(
         (summary.healthy, summary.unhealthy, summary.gone),
         (2, 0, 1)
     );
     assert_eq!(summary.oldest_live_heartbeat, Some(t(100)));
-    let later = s
-        .instance_summary(t(101) + Duration::seconds(1), t(10))
-        .await
-        .unwrap();
+    let later = s.instance_summary(&cutoffs(102, 10, 2)).await.unwrap();
     assert_eq!((later.healthy, later.unhealthy, later.gone), (0, 2, 1));
+
+    probes(s, &by_state, &cutoffs(100, 10, 2)).await;
 
     assert!(s.deregister_instance("i1").await.unwrap());
     assert!(!s.deregister_instance("i1").await.unwrap());
@@ -323,6 +346,90 @@ async fn instances(s: &dyn Storage) {
         .register_instance(&instance("i2", "io.example/a", t(0)))
         .await;
     assert!(dup.is_err(), "instance ids are unique");
+}
+
+/// Leases go to one holder at a time, results count consecutive failures, and failures make an
+/// instance unhealthy. Expects i1 (beat t(100)), i2 (t(101)) and i3 (t(0)) from `instances`.
+async fn probes(
+    s: &dyn Storage,
+    by_state: &dyn Fn(HealthState, Cutoffs) -> InstanceQuery,
+    cutoffs: &Cutoffs,
+) {
+    let ids = |targets: Vec<ProbeTarget>| targets.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    // i3 beat at t(0), before live_since: gone instances are not probed.
+    let a = s
+        .claim_probes("a", t(200), t(210), t(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(a),
+        ["i1", "i2"],
+        "due, live instances go to the first claimant"
+    );
+    let b = s
+        .claim_probes("b", t(205), t(215), t(10), 10)
+        .await
+        .unwrap();
+    assert!(
+        b.is_empty(),
+        "nothing is leased twice before the lease ends"
+    );
+    let b = s.claim_probes("b", t(210), t(220), t(10), 1).await.unwrap();
+    assert_eq!(
+        ids(b),
+        ["i1"],
+        "an ended lease can be claimed again, up to the limit"
+    );
+
+    assert_eq!(
+        s.instance("i2").await.unwrap().unwrap().probe,
+        None,
+        "never probed"
+    );
+    for (ok, failures) in [(false, 1), (false, 2), (true, 0), (false, 1)] {
+        let latency = ok.then(|| std::time::Duration::from_micros(1500));
+        let error = (!ok).then_some("connection refused");
+        assert!(
+            s.record_probe("i2", t(201), ok, latency, error)
+                .await
+                .unwrap()
+        );
+        let probe = s.instance("i2").await.unwrap().unwrap().probe.unwrap();
+        assert_eq!(
+            (
+                probe.ok,
+                probe.consecutive_failures,
+                probe.latency,
+                probe.error.as_deref()
+            ),
+            (ok, failures, latency, error)
+        );
+    }
+    s.record_probe("i2", t(202), false, None, Some("refused"))
+        .await
+        .unwrap();
+    let unhealthy = s
+        .list_instances(&by_state(HealthState::Unhealthy, *cutoffs))
+        .await
+        .unwrap();
+    assert!(
+        unhealthy.iter().any(|i| i.id == "i2"),
+        "two failures in a row reach the threshold of 2 although i2 beat recently"
+    );
+    let summary = s.instance_summary(cutoffs).await.unwrap();
+    assert_eq!(
+        (summary.healthy, summary.unhealthy, summary.gone),
+        (1, 1, 1)
+    );
+    assert!(
+        !s.record_probe("missing", t(1), true, None, None)
+            .await
+            .unwrap()
+    );
+    // Recovery: one good probe clears the failures.
+    s.record_probe("i2", t(203), true, None, None)
+        .await
+        .unwrap();
 }
 
 async fn suite(s: &dyn Storage) {

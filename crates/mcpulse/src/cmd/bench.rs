@@ -23,6 +23,9 @@ loopback, then for JSON and SSE responses and each client count measures direct,
 nginx back to back. `added` columns are the difference to direct; `vs direct` is throughput relative to direct."
     )]
     Meter(MeterArgs),
+    /// Registry throughput and latency (list, get, heartbeat) with 1,000 instances on SQLite, and on PostgreSQL
+    /// when --database-url is given
+    Registry(crate::cmd::registry::RegistryBenchArgs),
     /// Resident memory of the meter while it holds many idle sessions and open SSE streams
     MeterMemory(MemoryArgs),
 }
@@ -57,6 +60,7 @@ pub async fn run(args: BenchArgs) -> Result<i32> {
     match args.target {
         BenchTarget::Meter(args) => meter(args).await,
         BenchTarget::MeterMemory(args) => memory(args).await,
+        BenchTarget::Registry(args) => crate::cmd::registry::bench(args).await,
     }
 }
 

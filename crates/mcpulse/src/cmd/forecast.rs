@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use mcpulse_scaler::forecast::{
-    ForecastConfig, MAX_HORIZON, format_rfc3339, forecast, parse_series_csv,
+    ForecastConfig, MAX_HORIZON, forecast, format_rfc3339, parse_series_csv,
 };
 use serde::Serialize;
 
@@ -61,7 +61,9 @@ pub fn run(args: ForecastArgs) -> Result<i32> {
         .read_to_string(&mut text)
         .with_context(|| format!("reading --input {path} (it must be UTF-8 text)"))?;
     if text.len() as u64 > MAX_INPUT_BYTES {
-        bail!("--input {path} is larger than {MAX_INPUT_BYTES} bytes; pass only the recent history");
+        bail!(
+            "--input {path} is larger than {MAX_INPUT_BYTES} bytes; pass only the recent history"
+        );
     }
     let series = parse_series_csv(&text).with_context(|| format!("in --input {path}"))?;
     if series.missing > 0 {

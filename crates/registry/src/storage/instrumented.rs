@@ -9,11 +9,12 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    InstanceQuery, InstanceRecord, InstanceSummary, ServerQuery, ServerRecord, Status, Storage,
-    VersionSelector,
+    InstanceQuery, InstanceRecord, InstanceSummary, ProbeTarget, ServerQuery, ServerRecord, Status,
+    Storage, VersionSelector,
 };
 use crate::auth::TokenRecord;
 use crate::error::RegistryError;
+use crate::instances::Cutoffs;
 use crate::metrics::RegistryMetrics;
 
 /// Wraps any back end so metrics are recorded the same way for all of them.
@@ -151,14 +152,38 @@ impl Storage for Instrumented {
             .await
     }
 
-    async fn instance_summary(
+    async fn instance_summary(&self, cutoffs: &Cutoffs) -> Result<InstanceSummary, RegistryError> {
+        self.timed("instance_summary", self.inner.instance_summary(cutoffs))
+            .await
+    }
+
+    async fn claim_probes(
         &self,
-        unhealthy_before: OffsetDateTime,
-        gone_before: OffsetDateTime,
-    ) -> Result<InstanceSummary, RegistryError> {
+        holder: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        live_since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ProbeTarget>, RegistryError> {
         self.timed(
-            "instance_summary",
-            self.inner.instance_summary(unhealthy_before, gone_before),
+            "claim_probes",
+            self.inner
+                .claim_probes(holder, now, lease_until, live_since, limit),
+        )
+        .await
+    }
+
+    async fn record_probe(
+        &self,
+        id: &str,
+        at: OffsetDateTime,
+        ok: bool,
+        latency: Option<std::time::Duration>,
+        error: Option<&str>,
+    ) -> Result<bool, RegistryError> {
+        self.timed(
+            "record_probe",
+            self.inner.record_probe(id, at, ok, latency, error),
         )
         .await
     }

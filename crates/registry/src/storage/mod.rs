@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::auth::TokenRecord;
 use crate::error::RegistryError;
+use crate::instances::{Cutoffs, HealthState};
 
 pub use instrumented::Instrumented;
 pub use postgres::PostgresStorage;
@@ -111,6 +112,28 @@ pub struct InstanceRecord {
     pub labels: BTreeMap<String, String>,
     pub registered_at: OffsetDateTime,
     pub last_heartbeat_at: OffsetDateTime,
+    /// The last active probe; `None` until a prober has finished one (and when writing a record).
+    pub probe: Option<ProbeRecord>,
+}
+
+/// The outcome of the last active probe of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRecord {
+    pub at: OffsetDateTime,
+    pub ok: bool,
+    /// Round trip of the MCP `ping` request; `None` when the probe failed before it.
+    pub latency: Option<std::time::Duration>,
+    /// Why the probe failed, for people reading the instance list.
+    pub error: Option<String>,
+    /// Failed probes since the last successful one.
+    pub consecutive_failures: u32,
+}
+
+/// An instance a prober has leased for one interval: only it probes the instance until the lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    pub id: String,
+    pub endpoint: String,
 }
 
 /// A page request over instances, ordered by id.
@@ -119,10 +142,8 @@ pub struct InstanceQuery {
     pub server_name: Option<String>,
     pub after: Option<String>,
     pub limit: u32,
-    /// Only instances whose last heartbeat is at or after this instant.
-    pub heartbeat_at_least: Option<OffsetDateTime>,
-    /// Only instances whose last heartbeat is strictly before this instant.
-    pub heartbeat_before: Option<OffsetDateTime>,
+    /// Only instances in this health state under these cutoffs.
+    pub health: Option<(HealthState, Cutoffs)>,
 }
 
 /// Instance counts by health for the fleet gauges.
@@ -210,12 +231,30 @@ pub trait Storage: Send + Sync + 'static {
         query: &InstanceQuery,
     ) -> Result<Vec<InstanceRecord>, RegistryError>;
 
-    /// Counts instances: healthy at or after `unhealthy_before`, gone before `gone_before`.
-    async fn instance_summary(
+    /// Counts instances by health state under `cutoffs` (see [`crate::HealthPolicy`]).
+    async fn instance_summary(&self, cutoffs: &Cutoffs) -> Result<InstanceSummary, RegistryError>;
+
+    /// Atomically leases up to `limit` instances whose lease ended at or before `now` and that
+    /// are not gone (heartbeat at or after `live_since`) to `holder` until `lease_until`.
+    /// Concurrent callers on one database never receive the same instance for one lease.
+    async fn claim_probes(
         &self,
-        unhealthy_before: OffsetDateTime,
-        gone_before: OffsetDateTime,
-    ) -> Result<InstanceSummary, RegistryError>;
+        holder: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        live_since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ProbeTarget>, RegistryError>;
+
+    /// Stores a probe's outcome, counting consecutive failures; false when the instance is gone.
+    async fn record_probe(
+        &self,
+        id: &str,
+        at: OffsetDateTime,
+        ok: bool,
+        latency: Option<std::time::Duration>,
+        error: Option<&str>,
+    ) -> Result<bool, RegistryError>;
 }
 
 /// Whether a version published at `candidate_at` should replace the current latest.

@@ -15,10 +15,11 @@ use crate::auth::TokenRecord;
 use crate::error::RegistryError;
 
 // Text keys use the "C" collation so keyset pagination compares bytes, as SQLite does.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        r#"CREATE TABLE servers (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            r#"CREATE TABLE servers (
             name TEXT COLLATE "C" NOT NULL,
             version TEXT COLLATE "C" NOT NULL,
             server_json TEXT NOT NULL,
@@ -30,9 +31,9 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             is_latest BOOLEAN NOT NULL,
             PRIMARY KEY (name, version)
         )"#,
-        "CREATE UNIQUE INDEX servers_one_latest ON servers (name) WHERE is_latest",
-        "CREATE INDEX servers_updated_at ON servers (updated_at)",
-        "CREATE TABLE tokens (
+            "CREATE UNIQUE INDEX servers_one_latest ON servers (name) WHERE is_latest",
+            "CREATE INDEX servers_updated_at ON servers (updated_at)",
+            "CREATE TABLE tokens (
             id TEXT PRIMARY KEY,
             hash TEXT NOT NULL,
             role TEXT NOT NULL,
@@ -40,7 +41,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             created_at BIGINT NOT NULL,
             revoked_at BIGINT
         )",
-        r#"CREATE TABLE instances (
+            r#"CREATE TABLE instances (
             id TEXT COLLATE "C" PRIMARY KEY,
             server_name TEXT NOT NULL,
             version TEXT NOT NULL,
@@ -49,9 +50,28 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             registered_at BIGINT NOT NULL,
             last_heartbeat_at BIGINT NOT NULL
         )"#,
-        "CREATE INDEX instances_server ON instances (server_name, id)",
-    ],
-)];
+            "CREATE INDEX instances_server ON instances (server_name, id)",
+        ],
+    ),
+    (
+        2,
+        &[
+            r#"CREATE TABLE instance_probes (
+            instance_id TEXT COLLATE "C" PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
+            lease_holder TEXT,
+            lease_expires_at BIGINT NOT NULL,
+            probed_at BIGINT,
+            ok BOOLEAN,
+            latency_us BIGINT,
+            error TEXT,
+            consecutive_failures BIGINT NOT NULL
+        )"#,
+            "CREATE INDEX instance_probes_due ON instance_probes (lease_expires_at)",
+            "CREATE INDEX instance_probes_holder ON instance_probes (lease_holder, lease_expires_at)",
+            "INSERT INTO instance_probes (instance_id, lease_expires_at, consecutive_failures) SELECT id, 0, 0 FROM instances",
+        ],
+    ),
+];
 
 /// Storage in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -87,4 +107,4 @@ impl PostgresStorage {
     }
 }
 
-sql_storage!(PostgresStorage, PgRow);
+sql_storage!(PostgresStorage, PgRow, " FOR UPDATE OF p SKIP LOCKED");

@@ -20,8 +20,40 @@ macro_rules! instance_columns {
 }
 pub(crate) use instance_columns;
 
+/// Instances joined with their last probe, so reads show the probe result without a second query.
+macro_rules! instance_select {
+    () => {
+        concat!(
+            "SELECT i.id, i.server_name, i.version, i.endpoint, i.labels_json, i.registered_at, ",
+            "i.last_heartbeat_at, p.probed_at, p.ok, p.latency_us, p.error, p.consecutive_failures ",
+            "FROM instances i LEFT JOIN instance_probes p ON p.instance_id = i.id"
+        )
+    };
+}
+pub(crate) use instance_select;
+
+/// An instance's health state as SQL over `instance_select!()`; `$T` placeholders are cutoffs
+/// bound by the caller in the order gone-before, unhealthy-before, failure threshold.
+macro_rules! health_case {
+    ($gone:literal, $unhealthy:literal, $threshold:literal) => {
+        concat!(
+            "CASE WHEN i.last_heartbeat_at < ",
+            $gone,
+            " THEN 'gone' ",
+            "WHEN i.last_heartbeat_at < ",
+            $unhealthy,
+            " OR COALESCE(p.consecutive_failures, 0) >= ",
+            $threshold,
+            " THEN 'unhealthy' ELSE 'healthy' END"
+        )
+    };
+}
+pub(crate) use health_case;
+
 macro_rules! sql_storage {
-    ($storage:ty, $row:ty) => {
+    // `$skip_locked` makes concurrent lease claims pass over rows another claim holds instead of
+    // waiting for them (PostgreSQL); SQLite serialises writers, so it passes "".
+    ($storage:ty, $row:ty, $skip_locked:literal) => {
         impl $storage {
             /// Applies every migration newer than the database in one transaction, holding the
             /// write lock so replicas starting together do not race.
@@ -85,7 +117,26 @@ macro_rules! sql_storage {
                 labels: crate::storage::parse_json("labels_json", &labels)?,
                 registered_at: crate::storage::from_micros(row.try_get("registered_at").map_err(get)?)?,
                 last_heartbeat_at: crate::storage::from_micros(row.try_get("last_heartbeat_at").map_err(get)?)?,
+                probe: probe_from_row(row)?,
             })
+        }
+
+        /// The probe columns of `instance_select!()`; NULL until the first probe is recorded.
+        fn probe_from_row(row: &$row) -> Result<Option<crate::storage::ProbeRecord>, RegistryError> {
+            use sqlx::Row;
+            let get = |source| RegistryError::Storage { operation: "decode_probe", source };
+            let Some(at) = row.try_get::<Option<i64>, _>("probed_at").map_err(get)? else {
+                return Ok(None);
+            };
+            let latency: Option<i64> = row.try_get("latency_us").map_err(get)?;
+            let failures: i64 = row.try_get("consecutive_failures").map_err(get)?;
+            Ok(Some(crate::storage::ProbeRecord {
+                at: crate::storage::from_micros(at)?,
+                ok: row.try_get::<Option<bool>, _>("ok").map_err(get)?.unwrap_or(false),
+                latency: latency.map(|us| std::time::Duration::from_micros(u64::try_from(us).unwrap_or(0))),
+                error: row.try_get("error").map_err(get)?,
+                consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            }))
         }
 
         /// Escapes LIKE wildcards so a search for `a_b` matches that text only.
@@ -318,6 +369,8 @@ macro_rules! sql_storage {
             }
 
             async fn register_instance(&self, instance: &InstanceRecord) -> Result<(), RegistryError> {
+                let err = |source| RegistryError::Storage { operation: "register_instance", source };
+                let mut tx = self.pool.begin().await.map_err(err)?;
                 sqlx::query(concat!(
                     "INSERT INTO instances (", crate::storage::sql::instance_columns!(), ") ",
                     "VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -329,10 +382,16 @@ macro_rules! sql_storage {
                 .bind(crate::storage::labels_json(&instance.labels))
                 .bind(crate::storage::to_micros(instance.registered_at))
                 .bind(crate::storage::to_micros(instance.last_heartbeat_at))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map(|_| ())
-                .map_err(|source| RegistryError::Storage { operation: "register_instance", source })
+                .map_err(err)?;
+                // A lease row that is already due, so a new instance is probed on the next round.
+                sqlx::query("INSERT INTO instance_probes (instance_id, lease_expires_at, consecutive_failures) VALUES ($1, 0, 0)")
+                    .bind(&instance.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await.map_err(err)
             }
 
             async fn heartbeat(
@@ -351,24 +410,24 @@ macro_rules! sql_storage {
                 let Some(previous) = previous else {
                     return Ok(None);
                 };
-                let row = sqlx::query(concat!(
-                    "UPDATE instances SET last_heartbeat_at = $2 WHERE id = $1 RETURNING ",
-                    crate::storage::sql::instance_columns!()
-                ))
-                .bind(id)
-                .bind(crate::storage::to_micros(now))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(err)?;
+                sqlx::query("UPDATE instances SET last_heartbeat_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(crate::storage::to_micros(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let row = sqlx::query(concat!(crate::storage::sql::instance_select!(), " WHERE i.id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
                 let record = instance_from_row(&row)?;
                 tx.commit().await.map_err(err)?;
                 Ok(Some((record, crate::storage::from_micros(previous)?)))
             }
 
             async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, RegistryError> {
-                let row = sqlx::query(concat!(
-                    "SELECT ", crate::storage::sql::instance_columns!(), " FROM instances WHERE id = $1"
-                ))
+                let row = sqlx::query(concat!(crate::storage::sql::instance_select!(), " WHERE i.id = $1"))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
@@ -386,16 +445,22 @@ macro_rules! sql_storage {
             }
 
             async fn list_instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, RegistryError> {
+                let (state, cutoffs) = match &query.health {
+                    Some((state, cutoffs)) => (Some(state.as_str()), *cutoffs),
+                    None => (None, crate::instances::Cutoffs::default()),
+                };
                 let rows = sqlx::query(concat!(
-                    "SELECT ", crate::storage::sql::instance_columns!(), " FROM instances WHERE ",
-                    "($1 IS NULL OR server_name = $1) AND ($2 IS NULL OR id > $2) ",
-                    "AND ($3 IS NULL OR last_heartbeat_at >= $3) AND ($4 IS NULL OR last_heartbeat_at < $4) ",
-                    "ORDER BY id LIMIT $5"
+                    crate::storage::sql::instance_select!(), " WHERE ",
+                    "($1 IS NULL OR i.server_name = $1) AND ($2 IS NULL OR i.id > $2) ",
+                    "AND ($3 IS NULL OR ", crate::storage::sql::health_case!("$4", "$5", "$6"), " = $3) ",
+                    "ORDER BY i.id LIMIT $7"
                 ))
                 .bind(query.server_name.as_deref())
                 .bind(query.after.as_deref())
-                .bind(query.heartbeat_at_least.map(crate::storage::to_micros))
-                .bind(query.heartbeat_before.map(crate::storage::to_micros))
+                .bind(state)
+                .bind(crate::storage::to_micros(cutoffs.gone_before))
+                .bind(crate::storage::to_micros(cutoffs.unhealthy_before))
+                .bind(i64::from(cutoffs.probe_failures))
                 .bind(i64::from(query.limit))
                 .fetch_all(&self.pool)
                 .await
@@ -405,19 +470,20 @@ macro_rules! sql_storage {
 
             async fn instance_summary(
                 &self,
-                unhealthy_before: OffsetDateTime,
-                gone_before: OffsetDateTime,
+                cutoffs: &crate::instances::Cutoffs,
             ) -> Result<InstanceSummary, RegistryError> {
                 let (healthy, unhealthy, gone, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(concat!(
                     "SELECT ",
-                    "COALESCE(SUM(CASE WHEN last_heartbeat_at >= $1 THEN 1 ELSE 0 END), 0), ",
-                    "COALESCE(SUM(CASE WHEN last_heartbeat_at < $1 AND last_heartbeat_at >= $2 THEN 1 ELSE 0 END), 0), ",
-                    "COALESCE(SUM(CASE WHEN last_heartbeat_at < $2 THEN 1 ELSE 0 END), 0), ",
-                    "MIN(CASE WHEN last_heartbeat_at >= $2 THEN last_heartbeat_at END) ",
-                    "FROM instances"
+                    "COALESCE(SUM(CASE WHEN state = 'healthy' THEN 1 ELSE 0 END), 0), ",
+                    "COALESCE(SUM(CASE WHEN state = 'unhealthy' THEN 1 ELSE 0 END), 0), ",
+                    "COALESCE(SUM(CASE WHEN state = 'gone' THEN 1 ELSE 0 END), 0), ",
+                    "MIN(CASE WHEN state <> 'gone' THEN last_heartbeat_at END) ",
+                    "FROM (SELECT i.last_heartbeat_at, ", crate::storage::sql::health_case!("$1", "$2", "$3"), " AS state ",
+                    "FROM instances i LEFT JOIN instance_probes p ON p.instance_id = i.id) AS s"
                 ))
-                .bind(crate::storage::to_micros(unhealthy_before))
-                .bind(crate::storage::to_micros(gone_before))
+                .bind(crate::storage::to_micros(cutoffs.gone_before))
+                .bind(crate::storage::to_micros(cutoffs.unhealthy_before))
+                .bind(i64::from(cutoffs.probe_failures))
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|source| RegistryError::Storage { operation: "instance_summary", source })?;
@@ -428,6 +494,76 @@ macro_rules! sql_storage {
                     gone: count(gone),
                     oldest_live_heartbeat: oldest.map(crate::storage::from_micros).transpose()?,
                 })
+            }
+
+            async fn claim_probes(
+                &self,
+                holder: &str,
+                now: OffsetDateTime,
+                lease_until: OffsetDateTime,
+                live_since: OffsetDateTime,
+                limit: u32,
+            ) -> Result<Vec<crate::storage::ProbeTarget>, RegistryError> {
+                let err = |source| RegistryError::Storage { operation: "claim_probes", source };
+                let until = crate::storage::to_micros(lease_until);
+                // The outer `lease_expires_at <= $3` is re-checked against the newest row version
+                // when a concurrent claim updated it first, so a lease is never granted twice.
+                sqlx::query(concat!(
+                    "UPDATE instance_probes SET lease_holder = $1, lease_expires_at = $2 ",
+                    "WHERE lease_expires_at <= $3 AND instance_id IN (",
+                    "SELECT p.instance_id FROM instance_probes p JOIN instances i ON i.id = p.instance_id ",
+                    // Only plain-HTTP endpoints: the prober has no TLS client (https ones are judged
+                    // by heartbeats alone).
+                    "WHERE p.lease_expires_at <= $3 AND i.last_heartbeat_at >= $4 AND i.endpoint LIKE 'http://%' ",
+                    "ORDER BY p.lease_expires_at LIMIT $5", $skip_locked, ")"
+                ))
+                .bind(holder)
+                .bind(until)
+                .bind(crate::storage::to_micros(now))
+                .bind(crate::storage::to_micros(live_since))
+                .bind(i64::from(limit))
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+                // The holder is unique per prober and `until` per claim, so this reads back exactly
+                // the rows this call won.
+                let rows: Vec<(String, String)> = sqlx::query_as(concat!(
+                    "SELECT i.id, i.endpoint FROM instances i JOIN instance_probes p ON p.instance_id = i.id ",
+                    "WHERE p.lease_holder = $1 AND p.lease_expires_at = $2 ORDER BY i.id"
+                ))
+                .bind(holder)
+                .bind(until)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, endpoint)| crate::storage::ProbeTarget { id, endpoint })
+                    .collect())
+            }
+
+            async fn record_probe(
+                &self,
+                id: &str,
+                at: OffsetDateTime,
+                ok: bool,
+                latency: Option<std::time::Duration>,
+                error: Option<&str>,
+            ) -> Result<bool, RegistryError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE instance_probes SET probed_at = $2, ok = $3, latency_us = $4, error = $5, ",
+                    "consecutive_failures = CASE WHEN $3 THEN 0 ELSE consecutive_failures + 1 END ",
+                    "WHERE instance_id = $1"
+                ))
+                .bind(id)
+                .bind(crate::storage::to_micros(at))
+                .bind(ok)
+                .bind(latency.map(|l| i64::try_from(l.as_micros()).unwrap_or(i64::MAX)))
+                .bind(error)
+                .execute(&self.pool)
+                .await
+                .map_err(|source| RegistryError::Storage { operation: "record_probe", source })?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };

@@ -24,10 +24,11 @@ use crate::error::RegistryError;
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "registry.db";
 
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE servers (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE servers (
             name TEXT NOT NULL,
             version TEXT NOT NULL,
             server_json TEXT NOT NULL,
@@ -39,10 +40,10 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             is_latest INTEGER NOT NULL,
             PRIMARY KEY (name, version)
         )",
-        // At most one latest version per server, whatever a buggy writer attempts.
-        "CREATE UNIQUE INDEX servers_one_latest ON servers (name) WHERE is_latest",
-        "CREATE INDEX servers_updated_at ON servers (updated_at)",
-        "CREATE TABLE tokens (
+            // At most one latest version per server, whatever a buggy writer attempts.
+            "CREATE UNIQUE INDEX servers_one_latest ON servers (name) WHERE is_latest",
+            "CREATE INDEX servers_updated_at ON servers (updated_at)",
+            "CREATE TABLE tokens (
             id TEXT PRIMARY KEY,
             hash TEXT NOT NULL,
             role TEXT NOT NULL,
@@ -50,7 +51,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             created_at INTEGER NOT NULL,
             revoked_at INTEGER
         )",
-        "CREATE TABLE instances (
+            "CREATE TABLE instances (
             id TEXT PRIMARY KEY,
             server_name TEXT NOT NULL,
             version TEXT NOT NULL,
@@ -59,9 +60,29 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             registered_at INTEGER NOT NULL,
             last_heartbeat_at INTEGER NOT NULL
         )",
-        "CREATE INDEX instances_server ON instances (server_name, id)",
-    ],
-)];
+            "CREATE INDEX instances_server ON instances (server_name, id)",
+        ],
+    ),
+    (
+        2,
+        &[
+            // Probe leases and results live beside instances so probes never contend with heartbeats.
+            "CREATE TABLE instance_probes (
+            instance_id TEXT PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
+            lease_holder TEXT,
+            lease_expires_at INTEGER NOT NULL,
+            probed_at INTEGER,
+            ok INTEGER,
+            latency_us INTEGER,
+            error TEXT,
+            consecutive_failures INTEGER NOT NULL
+        )",
+            "CREATE INDEX instance_probes_due ON instance_probes (lease_expires_at)",
+            "CREATE INDEX instance_probes_holder ON instance_probes (lease_holder, lease_expires_at)",
+            "INSERT INTO instance_probes (instance_id, lease_expires_at, consecutive_failures) SELECT id, 0, 0 FROM instances",
+        ],
+    ),
+];
 
 /// Storage in an embedded SQLite database.
 #[derive(Debug, Clone)]
@@ -110,4 +131,4 @@ impl SqliteStorage {
     }
 }
 
-sql_storage!(SqliteStorage, SqliteRow);
+sql_storage!(SqliteStorage, SqliteRow, "");

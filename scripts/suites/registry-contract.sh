@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs schemathesis against the registry's read endpoints, checked against the official OpenAPI contract.
-# Usage: scripts/registry-contract.sh [extra schemathesis args]. Needs python3 (with venv) and cargo.
+# Usage: scripts/suites/registry-contract.sh [extra schemathesis args]. Needs python3 (with venv) and cargo.
 set -euo pipefail
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-spec="${MCPULSE_REGISTRY_OPENAPI:-$root/../shared/schemas/mcp-registry/openapi.yaml}"
+spec="${MCPULSE_REGISTRY_OPENAPI:-${MCPULSE_SHARED:-$root/third_party/shared}/schemas/mcp-registry/openapi.yaml}"
 if [[ ! -f "$spec" ]]; then
   echo "OpenAPI contract not found at $spec; set MCPULSE_REGISTRY_OPENAPI" >&2
   exit 2
