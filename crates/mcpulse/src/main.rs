@@ -25,13 +25,18 @@ struct Cli {
 enum Command {
     /// Metering proxy: put it in front of any MCP server (HTTP or stdio) to get MCP metrics without code changes
     Meter(cmd::meter::MeterArgs),
+    /// Sample MCP agent with tunable tool cost, a bounded worker pool and self-registration
+    Agent(Box<cmd::agent::AgentArgs>),
     /// MCP server registry: catalogue (official registry API), live agent instances, health probing
     Registry(Box<cmd::registry::RegistryArgs>),
+    /// Forecast a load series (CSV of timestamp,value): the model the scaler would choose, its backtest error,
+    /// and the point forecast with its interval
+    Forecast(cmd::forecast::ForecastArgs),
     /// Benchmarks that compare mcpulse with a baseline and a peer in one run, printed as a table
     Bench(cmd::bench::BenchArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -40,15 +45,27 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    match run(cli.command) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            // One line with the whole cause chain: what failed and why, without a backtrace for user errors.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let code = runtime.block_on(async {
-        match cli.command {
+    runtime.block_on(async {
+        match command {
             Command::Meter(args) => cmd::meter::run(args).await,
+            Command::Agent(args) => cmd::agent::run(*args).await,
             Command::Registry(args) => cmd::registry::run(*args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
+            Command::Forecast(args) => cmd::forecast::run(args),
         }
-    })?;
-    std::process::exit(code);
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).

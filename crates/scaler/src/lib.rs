@@ -9,8 +9,10 @@
 mod behavior;
 mod engine;
 mod error;
+pub mod forecast;
 mod quantity;
 mod replicas;
+pub mod sim;
 mod spec;
 mod time;
 

@@ -1,3 +1,5 @@
+pub mod agent;
 pub mod bench;
+pub mod forecast;
 pub mod meter;
 pub mod registry;
