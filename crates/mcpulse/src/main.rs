@@ -32,6 +32,8 @@ enum Command {
     /// Forecast a load series (CSV of timestamp,value): the model the scaler would choose, its backtest error,
     /// and the point forecast with its interval
     Forecast(cmd::forecast::ForecastArgs),
+    /// Replay a load trace against a modelled deployment under several scaling policies, side by side
+    Simulate(cmd::simulate::SimulateArgs),
     /// Benchmarks that compare mcpulse with a baseline and a peer in one run, printed as a table
     Bench(cmd::bench::BenchArgs),
 }
@@ -64,6 +66,7 @@ fn run(command: Command) -> Result<i32> {
             Command::Registry(args) => cmd::registry::run(*args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Forecast(args) => cmd::forecast::run(args),
+            Command::Simulate(args) => cmd::simulate::run(args),
         }
     })
 }

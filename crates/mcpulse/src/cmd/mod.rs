@@ -3,3 +3,4 @@ pub mod bench;
 pub mod forecast;
 pub mod meter;
 pub mod registry;
+pub mod simulate;

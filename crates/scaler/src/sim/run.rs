@@ -365,7 +365,8 @@ impl SimConfig {
 
     /// The `mcpulse` scale-up period: the pod start-up time, within what the API accepts.
     fn scale_up_period(&self) -> i32 {
-        i32::try_from(self.startup.as_secs())
+        let period = self.mcpulse_scale_up_period.unwrap_or(self.startup);
+        i32::try_from(period.as_secs())
             .unwrap_or(1800)
             .clamp(15, 1800)
     }
