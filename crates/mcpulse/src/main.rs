@@ -23,6 +23,10 @@ struct Cli {
 // Parsed once at start-up; boxing the larger argument structs would only add noise.
 #[allow(clippy::large_enum_variant)]
 enum Command {
+    /// A whole fleet on this machine: registry, agents, metering gateway, autoscaler and a live console
+    Up(Box<cmd::up::UpArgs>),
+    /// One screen of the fleet that `mcpulse up` runs from the same data directory
+    Status(cmd::up::StatusArgs),
     /// Metering proxy: put it in front of any MCP server (HTTP or stdio) to get MCP metrics without code changes
     Meter(cmd::meter::MeterArgs),
     /// Sample MCP agent with tunable tool cost, a bounded worker pool and self-registration
@@ -61,6 +65,8 @@ fn run(command: Command) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match command {
+            Command::Up(args) => cmd::up::up(*args).await,
+            Command::Status(args) => cmd::up::status(args).await,
             Command::Meter(args) => cmd::meter::run(args).await,
             Command::Agent(args) => cmd::agent::run(*args).await,
             Command::Registry(args) => cmd::registry::run(*args).await,

@@ -4,3 +4,4 @@ pub mod forecast;
 pub mod meter;
 pub mod registry;
 pub mod simulate;
+pub mod up;
