@@ -126,6 +126,26 @@ impl Proxy {
                 };
                 upstream.metrics.record_upstream_error(kind);
                 tracing::warn!(upstream = %upstream.label, %error, "upstream request failed");
+                // A session lives on one upstream; if that upstream is gone (drained and stopped, or crashed), the
+                // session is gone too. 404 is how MCP tells a client to start a new session, which the gateway
+                // then places on a live upstream, so scale-in loses no call of a spec-following client.
+                if error.is_connect()
+                    && let Some(id) = &session_id
+                    && self.observer.upstream_of(id, received).is_some()
+                {
+                    self.observer.session_closed(id, Instant::now());
+                    let reason = format!(
+                        "session {id} ended with its upstream {}; start a new session",
+                        upstream.label
+                    );
+                    return Err(self.refuse(
+                        &sent,
+                        &filed_under,
+                        StatusCode::NOT_FOUND,
+                        &reason,
+                        "session_lost",
+                    ));
+                }
                 let reason = format!("upstream {} is unavailable", upstream.label);
                 return Err(self.refuse(
                     &sent,

@@ -115,3 +115,55 @@ async fn sessions_spread_stick_and_drain() {
     );
     meter.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_session_whose_upstream_is_gone_gets_404_so_the_client_starts_anew() {
+    let (a, b) = (McpServer::start(false).await, McpServer::start(false).await);
+    let meter = Meter::start(&[a.url(), b.url()], |_| {}).await;
+    let http = reqwest::Client::new();
+    let init = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let answer = http
+        .post(meter.mcp_url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    let session = answer.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = answer.bytes().await;
+    let placed = sessions(&upstreams(&meter).await);
+    let owner = if placed == [1, 0] { a } else { b };
+    drop(owner);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let call = serde_json::json!({"jsonrpc":"2.0","id":7,"method":"tools/list"});
+    let lost = http
+        .post(meter.mcp_url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lost.status(), 404, "MCP's signal to re-initialize");
+    let body: Value = lost.json().await.unwrap();
+    assert_eq!(body["id"], 7);
+    assert_eq!(
+        sessions(&upstreams(&meter).await).iter().sum::<u64>(),
+        0,
+        "the lost session is forgotten"
+    );
+    let fresh = connect(&meter).await;
+    assert!(
+        echo(&fresh, "again").await.contains("again"),
+        "a new session lands on the live upstream"
+    );
+    fresh.cancel().await.unwrap();
+    meter.stop().await.unwrap();
+}
