@@ -36,6 +36,10 @@ enum Command {
     /// Forecast a load series (CSV of timestamp,value): the model the scaler would choose, its backtest error,
     /// and the point forecast with its interval
     Forecast(cmd::forecast::ForecastArgs),
+    /// Open-loop MCP load: real sessions, calls on schedule (constant rate, ramp or trace), latency and errors
+    Load(cmd::load::LoadArgs),
+    /// Right-size a workload's CPU and memory requests from Prometheus history, like the VPA recommender
+    Recommend(cmd::recommend::RecommendArgs),
     /// Replay a load trace against a modelled deployment under several scaling policies, side by side
     Simulate(cmd::simulate::SimulateArgs),
     /// Benchmarks that compare mcpulse with a baseline and a peer in one run, printed as a table
@@ -72,6 +76,8 @@ fn run(command: Command) -> Result<i32> {
             Command::Registry(args) => cmd::registry::run(*args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Forecast(args) => cmd::forecast::run(args),
+            Command::Load(args) => cmd::load::run(args).await,
+            Command::Recommend(args) => cmd::recommend::run(args).await,
             Command::Simulate(args) => cmd::simulate::run(args),
         }
     })

@@ -15,6 +15,7 @@ mod replicas;
 pub mod sim;
 mod spec;
 mod time;
+pub mod vpa;
 
 pub use behavior::{ScaleEvent, ScalerState, TimestampedRecommendation};
 pub use engine::{

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mcpulse_load::{Arrivals, LoadPlan, Progress, RateShape};
@@ -62,12 +62,18 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     sessions: usize,
 
+    /// Replace each session with a new one after this long, as real clients come and go (new sessions are
+    /// placed on the least-loaded server, so a scaled-out fleet gets traffic) [default: sessions last the run]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    session_lifetime: Option<Duration>,
+
     /// Longest wait for one reply, or for opening one session
     #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
 
     /// Calls that may be outstanding at once; a call due past this counts as `overload_client` instead of
-    /// being queued, which keeps the schedule open-loop and memory bounded
+    /// being queued, which keeps the schedule open-loop and memory bounded. Each outstanding call holds one
+    /// connection, so keep this below the open-file limit (`ulimit -n`)
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_in_flight: usize,
 
@@ -97,6 +103,7 @@ pub async fn run(args: LoadArgs) -> Result<i32> {
     plan.tool = args.tool;
     plan.arguments = LoadPlan::parse_arguments(&args.arguments)?;
     plan.sessions = args.sessions;
+    plan.session_lifetime = args.session_lifetime;
     plan.timeout = args.timeout;
     plan.max_in_flight = args.max_in_flight;
     plan.arrivals = if args.arrivals == "poisson" {
@@ -127,7 +134,7 @@ pub async fn run(args: LoadArgs) -> Result<i32> {
     })
     .await;
     bar.finish_and_clear();
-    let report = report.context("load run")?;
+    let report = report?;
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

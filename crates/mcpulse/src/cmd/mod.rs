@@ -1,7 +1,9 @@
 pub mod agent;
 pub mod bench;
 pub mod forecast;
+pub mod load;
 pub mod meter;
+pub mod recommend;
 pub mod registry;
 pub mod simulate;
 pub mod up;

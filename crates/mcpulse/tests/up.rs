@@ -1,0 +1,197 @@
+//! `mcpulse up` end to end: under a load that rises and falls, the fleet scales out and back in, the scale-in
+//! loses no call (drained agents end their sessions; the gateway tells clients to start anew), and `mcpulse
+//! status` reports it all.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+async fn status(data_dir: &str) -> Option<Value> {
+    let output = tokio::process::Command::new(MCPULSE)
+        .args(["status", "--json", "--data-dir", data_dir])
+        .output()
+        .await
+        .ok()?;
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+fn current(status: &Value) -> u64 {
+    status["replicas"]["current"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_fleet_scales_out_under_load_and_back_in_without_losing_calls() {
+    let data = std::env::temp_dir().join(format!("mcpulse-up-{}", std::process::id()));
+    let data_dir = data.to_str().unwrap().to_owned();
+    let (gateway, console, registry) = (free_port(), free_port(), free_port());
+    let up = Running(
+        Command::new(MCPULSE)
+            .args([
+                "up",
+                "--data-dir",
+                &data_dir,
+                "--agents",
+                "1",
+                "--min-replicas",
+                "1",
+                "--max-replicas",
+                "5",
+            ])
+            .args([
+                "--gateway",
+                &format!("127.0.0.1:{gateway}"),
+                "--console",
+                &format!("127.0.0.1:{console}"),
+            ])
+            .args([
+                "--registry",
+                &format!("127.0.0.1:{registry}"),
+                "--scale-down-window",
+                "8s",
+                "--sync-period",
+                "2s",
+            ])
+            .args([
+                "--agent-sleep-ms",
+                "100",
+                "--agent-workers",
+                "2",
+                "--drain-timeout",
+                "5s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_http(&format!("http://127.0.0.1:{console}/api/status")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Ready when the gateway routes to a live agent.
+        let gateway_view = match status(&data_dir).await {
+            Some(s) => reqwest::get(format!(
+                "http://{}/upstreams",
+                s["addresses"]["gateway_metrics"].as_str().unwrap_or("")
+            ))
+            .await
+            .ok(),
+            None => None,
+        };
+        let upstreams: Vec<Value> = match gateway_view {
+            Some(answer) => answer.json().await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if upstreams
+            .iter()
+            .any(|u| u["withdrawn"] == false && u["draining"] == false)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway has no agent 30 s after start"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // 12 steps of 5 s: quiet, a plateau of 60 requests/s (3 agents' worth at 100 ms and 2 workers each), quiet.
+    let trace = data.join("rise-and-fall.csv");
+    let rates = [5, 20, 60, 60, 60, 60, 20, 5, 5, 5, 5, 5];
+    let mut csv = String::from("timestamp,value\n");
+    for (step, rate) in rates.iter().enumerate() {
+        csv += &format!("{},{rate}\n", 1_700_000_000 + 5 * step);
+    }
+    std::fs::write(&trace, csv).unwrap();
+    let load = tokio::process::Command::new(MCPULSE)
+        .args([
+            "load",
+            "--url",
+            &format!("http://127.0.0.1:{gateway}/mcp"),
+            "--trace",
+            trace.to_str().unwrap(),
+        ])
+        .args([
+            "--duration",
+            "60s",
+            "--sessions",
+            "8",
+            "--session-lifetime",
+            "3s",
+            "--timeout",
+            "20s",
+            "--json",
+        ])
+        .args(["--arguments", r#"{"sleep_ms": 100}"#])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load_output = tokio::spawn(load.wait_with_output());
+
+    let mut peak = 0;
+    let mut scaled_in_under_load = false;
+    let started = Instant::now();
+    while !load_output.is_finished() {
+        if let Some(s) = status(&data_dir).await {
+            let now = current(&s);
+            scaled_in_under_load |= peak >= 3 && now < peak;
+            peak = peak.max(now);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the load run did not end"
+        );
+    }
+    let output = load_output.await.unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "load failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        peak >= 3,
+        "the fleet should scale out to at least 3 agents for 60 req/s, peaked at {peak}"
+    );
+    assert!(
+        scaled_in_under_load,
+        "the fleet should scale in while the quiet tail of the load still runs"
+    );
+    assert_eq!(
+        report["errors"]["total"], 0,
+        "no call may be lost, scale-in included: {report}"
+    );
+    assert!(report["requests"].as_u64().unwrap() > 1000, "{report}");
+
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let s = status(&data_dir).await.expect("status after the load");
+        if current(&s) == 1 {
+            let decisions = s["decisions"].as_array().unwrap();
+            assert!(
+                decisions
+                    .iter()
+                    .any(|d| d["explanation"].as_str().unwrap().starts_with("scale up"))
+            );
+            assert!(
+                decisions
+                    .iter()
+                    .any(|d| d["explanation"].as_str().unwrap().starts_with("scale down"))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet did not scale back to 1 agent: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(up);
+    let _ = std::fs::remove_dir_all(data);
+}
