@@ -29,7 +29,7 @@ RELEASE_LABEL = ("release", "kube-prometheus-stack")
 # The agent drains for up to 30 s (its default --drain-timeout); its pod must outlive that.
 AGENT_DRAIN_SECONDS = 30
 # The job names monitoring/rules and monitoring/alerts select on.
-JOBS = {"mcpulse-registry", "mcpulse-meter", "mcpulse-agent"}
+JOBS = {"mcpulse-registry", "mcpulse-meter", "mcpulse-agent", "mcpulse-scaler"}
 
 
 class Loader(yaml.SafeLoader):

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(prometheus prometheus-alertmanager nginx postgresql)
+packages=(prometheus prometheus-alertmanager nginx postgresql chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

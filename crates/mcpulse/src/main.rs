@@ -40,6 +40,8 @@ enum Command {
     Load(cmd::load::LoadArgs),
     /// Right-size a workload's CPU and memory requests from Prometheus history, like the VPA recommender
     Recommend(cmd::recommend::RecommendArgs),
+    /// Kubernetes controller for McpAutoscaler resources (predictive, multi-metric, session-aware scaling)
+    Scaler(Box<cmd::scaler::ScalerArgs>),
     /// Replay a load trace against a modelled deployment under several scaling policies, side by side
     Simulate(cmd::simulate::SimulateArgs),
     /// Benchmarks that compare mcpulse with a baseline and a peer in one run, printed as a table
@@ -78,6 +80,7 @@ fn run(command: Command) -> Result<i32> {
             Command::Forecast(args) => cmd::forecast::run(args),
             Command::Load(args) => cmd::load::run(args).await,
             Command::Recommend(args) => cmd::recommend::run(args).await,
+            Command::Scaler(args) => cmd::scaler::run(*args).await,
             Command::Simulate(args) => cmd::simulate::run(args),
         }
     })

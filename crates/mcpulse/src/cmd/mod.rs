@@ -5,5 +5,6 @@ pub mod load;
 pub mod meter;
 pub mod recommend;
 pub mod registry;
+pub mod scaler;
 pub mod simulate;
 pub mod up;

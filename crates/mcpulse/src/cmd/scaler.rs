@@ -41,7 +41,11 @@ pub struct ScalerArgs {
     prometheus_url: String,
 
     /// File holding a bearer token for Prometheus, re-read on every query
-    #[arg(long, env = "MCPULSE_SCALER_PROMETHEUS_TOKEN_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "MCPULSE_SCALER_PROMETHEUS_TOKEN_FILE",
+        value_name = "FILE"
+    )]
     prometheus_token_file: Option<PathBuf>,
 
     /// PEM file of the CA that signed Prometheus's certificate (for https:// URLs)
@@ -53,7 +57,12 @@ pub struct ScalerArgs {
     prometheus_timeout: Duration,
 
     /// Address of the listener serving /metrics, /healthz and /readyz
-    #[arg(long, env = "MCPULSE_SCALER_METRICS_LISTEN", value_name = "ADDR", default_value = "0.0.0.0:9466")]
+    #[arg(
+        long,
+        env = "MCPULSE_SCALER_METRICS_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9466"
+    )]
     metrics_listen: SocketAddr,
 
     /// How often every McpAutoscaler is re-evaluated (as the HPA's sync period)
@@ -70,7 +79,12 @@ pub struct ScalerArgs {
     lease_name: Option<String>,
 
     /// Namespace of the Lease (normally the controller's own)
-    #[arg(long, env = "MCPULSE_SCALER_LEASE_NAMESPACE", value_name = "NAMESPACE", default_value = "mcpulse")]
+    #[arg(
+        long,
+        env = "MCPULSE_SCALER_LEASE_NAMESPACE",
+        value_name = "NAMESPACE",
+        default_value = "mcpulse"
+    )]
     lease_namespace: String,
 
     /// This replica's identity in the Lease and in Events (the pod name; defaults to the hostname)
@@ -103,7 +117,8 @@ pub async fn run(args: ScalerArgs) -> Result<i32> {
     }
     let identity = match args.identity.filter(|s| !s.trim().is_empty()) {
         Some(id) => id,
-        None => std::env::var("HOSTNAME").unwrap_or_else(|_| format!("mcpulse-scaler-{}", std::process::id())),
+        None => std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("mcpulse-scaler-{}", std::process::id())),
     };
     let lease = args.lease_name.map(|name| LeaseConfig {
         name,
@@ -130,7 +145,11 @@ pub async fn run(args: ScalerArgs) -> Result<i32> {
         identity,
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    tracing::info!(dry_run = options.settings.dry_run, leader_election = options.lease.is_some(), "starting the McpAutoscaler controller");
+    tracing::info!(
+        dry_run = options.settings.dry_run,
+        leader_election = options.lease.is_some(),
+        "starting the McpAutoscaler controller"
+    );
     mcpulse_kube::run(options).await?;
     Ok(0)
 }

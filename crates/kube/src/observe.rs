@@ -1,0 +1,503 @@
+//! Builds the engine's `Observation` from the target's pods and Prometheus answers; pure, so it is unit-tested.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use mcpulse_scaler::{
+    ConditionStatus, MetricObservation, Observation, PodInfo, PodPhase, PodSample, Quantity,
+    ReadyCondition, Timestamp,
+};
+
+use crate::crd::{MetricPlan, ResourceKind};
+use crate::prometheus::{Series, escape_label};
+
+/// The rate window of the CPU query, also the window its samples cover.
+pub const CPU_RATE_WINDOW: Duration = Duration::from_secs(120);
+/// The gauge of active MCP sessions per pod, used to order scale-in.
+pub const SESSIONS_METRIC: &str = "mcp_server_sessions_active";
+
+/// A pod as the engine sees it, with its summed container requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    pub info: PodInfo,
+    pub cpu_request: Option<Quantity>,
+    pub memory_request: Option<Quantity>,
+    /// The pod's current `controller.kubernetes.io/pod-deletion-cost`, if set.
+    pub deletion_cost: Option<String>,
+}
+
+fn timestamp(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Timestamp {
+    Timestamp::from_millis(t.0.as_millisecond())
+}
+
+/// Reads what the engine needs from a pod; `None` for a pod without a name (never served by the API).
+pub fn pod_view(pod: &Pod) -> Option<PodView> {
+    let name = pod.metadata.name.clone()?;
+    let status = pod.status.as_ref();
+    let phase = match status.and_then(|s| s.phase.as_deref()) {
+        Some("Pending") => PodPhase::Pending,
+        Some("Running") => PodPhase::Running,
+        Some("Succeeded") => PodPhase::Succeeded,
+        Some("Failed") => PodPhase::Failed,
+        _ => PodPhase::Unknown,
+    };
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| ReadyCondition {
+            status: match c.status.as_str() {
+                "True" => ConditionStatus::True,
+                "False" => ConditionStatus::False,
+                _ => ConditionStatus::Unknown,
+            },
+            last_transition_time: c
+                .last_transition_time
+                .as_ref()
+                .map_or(Timestamp::from_millis(0), timestamp),
+        });
+    let request = |resource: &str| -> Option<Quantity> {
+        let containers = &pod.spec.as_ref()?.containers;
+        let mut total: i64 = 0;
+        for c in containers {
+            // A container without the request makes the pod's request unknown, as upstream.
+            let q = c.resources.as_ref()?.requests.as_ref()?.get(resource)?;
+            total = total.checked_add(Quantity::from_str(&q.0).ok()?.milli())?;
+        }
+        (!containers.is_empty()).then_some(Quantity::from_milli(total))
+    };
+    Some(PodView {
+        info: PodInfo {
+            name,
+            phase,
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            start_time: status.and_then(|s| s.start_time.as_ref()).map(timestamp),
+            ready,
+        },
+        cpu_request: request("cpu"),
+        memory_request: request("memory"),
+        deletion_cost: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::controller::DELETION_COST).cloned()),
+    })
+}
+
+/// The PromQL for one metric in `namespace`: the value query and, for raw series, a freshness query
+/// giving the newest sample's unix time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQueries {
+    pub value: String,
+    pub freshness: Option<String>,
+}
+
+pub fn queries(plan: &MetricPlan, namespace: &str) -> MetricQueries {
+    let ns = escape_label(namespace);
+    match plan {
+        MetricPlan::Resource {
+            resource: ResourceKind::Cpu,
+        } => {
+            let sel = format!(
+                r#"container_cpu_usage_seconds_total{{namespace="{ns}",container!="",container!="POD"}}"#
+            );
+            MetricQueries {
+                value: format!("sum by (pod) (rate({sel}[{}s]))", CPU_RATE_WINDOW.as_secs()),
+                freshness: Some(format!("max(timestamp({sel}))")),
+            }
+        }
+        MetricPlan::Resource {
+            resource: ResourceKind::Memory,
+        } => {
+            let sel = format!(
+                r#"container_memory_working_set_bytes{{namespace="{ns}",container!="",container!="POD"}}"#
+            );
+            MetricQueries {
+                value: format!("sum by (pod) ({sel})"),
+                freshness: Some(format!("max(timestamp({sel}))")),
+            }
+        }
+        MetricPlan::PerPod { metric } => {
+            let sel = format!(r#"{metric}{{namespace="{ns}"}}"#);
+            MetricQueries {
+                value: format!("sum by (pod) ({sel})"),
+                freshness: Some(format!("max(timestamp({sel}))")),
+            }
+        }
+        MetricPlan::PromQl { query } => MetricQueries {
+            value: query.clone(),
+            freshness: None,
+        },
+    }
+}
+
+/// The query of active sessions per pod, for the deletion costs.
+pub fn sessions_query(namespace: &str) -> String {
+    format!(
+        r#"sum by (pod) ({SESSIONS_METRIC}{{namespace="{}"}})"#,
+        escape_label(namespace)
+    )
+}
+
+/// What Prometheus gave for one metric, after the freshness check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    Series(Vec<Series>),
+    /// No series at all: the exporter is missing or the selector matches nothing.
+    Empty,
+    /// The newest sample is older than the allowed staleness.
+    Stale {
+        age_seconds: f64,
+    },
+}
+
+/// Per-pod values of `series` (labelled `pod`) for the pods in `pods`, in pod order; series of other pods
+/// (other workloads in the namespace) are ignored.
+pub fn per_pod_samples(
+    series: &[Series],
+    pods: &[PodView],
+    now: Timestamp,
+    window: Duration,
+) -> Result<Vec<PodSample>, String> {
+    let names: BTreeSet<&str> = pods.iter().map(|p| p.info.name.as_str()).collect();
+    let mut by_pod: BTreeMap<&str, f64> = BTreeMap::new();
+    for s in series {
+        let Some(pod) = s.labels.get("pod").map(String::as_str) else {
+            return Err("a series has no pod label; per-pod metrics must be labelled with the pod (the ServiceMonitor or PodMonitor adds it)".into());
+        };
+        if !names.contains(pod) {
+            continue;
+        }
+        if by_pod.insert(pod, s.value).is_some() {
+            return Err(format!(
+                "two series for pod {pod:?}; the query must give one per pod"
+            ));
+        }
+    }
+    by_pod
+        .into_iter()
+        .map(|(pod, v)| {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!(
+                    "pod {pod:?} reported {v}; samples must be finite and >= 0"
+                ));
+            }
+            let value = Quantity::from_f64(v).map_err(|e| format!("pod {pod:?}: {e}"))?;
+            Ok(PodSample {
+                pod: pod.to_owned(),
+                value,
+                timestamp: now,
+                window,
+            })
+        })
+        .collect()
+}
+
+/// The engine's view of one metric: its samples, or `Unavailable` with the reason the condition shows.
+pub fn metric_observation(
+    plan: &MetricPlan,
+    fetched: &Fetched,
+    pods: &[PodView],
+    now: Timestamp,
+) -> MetricObservation {
+    let unavailable = |reason: String| MetricObservation::Unavailable { reason };
+    let series = match fetched {
+        Fetched::Series(s) => s,
+        Fetched::Empty => return unavailable("Prometheus returned no series".into()),
+        Fetched::Stale { age_seconds } => {
+            return unavailable(format!(
+                "the newest sample is {age_seconds:.0}s old; Prometheus is not scraping it"
+            ));
+        }
+    };
+    match plan {
+        MetricPlan::Resource { resource } => {
+            let window = match resource {
+                ResourceKind::Cpu => CPU_RATE_WINDOW,
+                ResourceKind::Memory => Duration::ZERO,
+            };
+            match per_pod_samples(series, pods, now, window) {
+                Ok(usage) => {
+                    let requests = pods
+                        .iter()
+                        .filter_map(|p| {
+                            let r = match resource {
+                                ResourceKind::Cpu => p.cpu_request,
+                                ResourceKind::Memory => p.memory_request,
+                            };
+                            r.map(|r| (p.info.name.clone(), r))
+                        })
+                        .collect();
+                    MetricObservation::Resource { usage, requests }
+                }
+                Err(reason) => unavailable(reason),
+            }
+        }
+        MetricPlan::PerPod { .. } => match per_pod_samples(series, pods, now, Duration::ZERO) {
+            Ok(samples) => MetricObservation::Pods { samples },
+            Err(reason) => unavailable(reason),
+        },
+        MetricPlan::PromQl { .. } => {
+            let values: Result<Vec<Quantity>, String> = series
+                .iter()
+                .map(|s| {
+                    if s.value.is_finite() {
+                        Quantity::from_f64(s.value).map_err(|e| e.to_string())
+                    } else {
+                        Err(format!(
+                            "the query gave {}; it must give finite values",
+                            s.value
+                        ))
+                    }
+                })
+                .collect();
+            match values {
+                Ok(values) => MetricObservation::External { values },
+                Err(reason) => unavailable(reason),
+            }
+        }
+    }
+}
+
+/// The whole observation: replicas from the scale subresource, pods, one entry per metric in order.
+pub fn observation(
+    spec_replicas: i32,
+    status_replicas: i32,
+    pods: &[PodView],
+    plans: &[MetricPlan],
+    fetched: &[Fetched],
+    now: Timestamp,
+) -> Observation {
+    Observation {
+        spec_replicas,
+        status_replicas,
+        pods: pods.iter().map(|p| p.info.clone()).collect(),
+        metrics: plans
+            .iter()
+            .zip(fetched)
+            .map(|(plan, f)| metric_observation(plan, f, pods, now))
+            .collect(),
+    }
+}
+
+/// Active sessions per pod of `pods`, from the sessions query; pods without a value are left out.
+pub fn sessions_per_pod(series: &[Series], pods: &[PodView]) -> BTreeMap<String, i64> {
+    let names: BTreeSet<&str> = pods.iter().map(|p| p.info.name.as_str()).collect();
+    series
+        .iter()
+        .filter_map(|s| {
+            let pod = s.labels.get("pod")?;
+            (names.contains(pod.as_str()) && s.value.is_finite() && s.value >= 0.0)
+                // Saturating float-to-int conversion; session counts are far below i64::MAX.
+                .then(|| (pod.clone(), s.value.round() as i64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{pod, series};
+
+    fn now() -> Timestamp {
+        Timestamp::from_secs(1_800_000_000)
+    }
+
+    #[test]
+    fn pod_view_reads_phase_readiness_and_requests() {
+        let p = pod("web-1", "Running", true, &["250m", "250m"]);
+        let v = pod_view(&p).expect("named");
+        assert_eq!(v.info.phase, PodPhase::Running);
+        assert_eq!(v.info.ready.map(|r| r.status), Some(ConditionStatus::True));
+        assert_eq!(
+            v.cpu_request,
+            Some(Quantity::from_milli(500)),
+            "containers' requests are summed"
+        );
+        assert_eq!(
+            v.memory_request,
+            Some(Quantity::from_units(2 * 64 * 1024 * 1024))
+        );
+
+        let mut no_request = pod("web-2", "Pending", false, &["250m"]);
+        if let Some(spec) = no_request.spec.as_mut() {
+            spec.containers[0].resources = None;
+        }
+        let v = pod_view(&no_request).expect("named");
+        assert_eq!(v.info.phase, PodPhase::Pending);
+        assert_eq!(
+            v.cpu_request, None,
+            "a container without a request leaves the pod's unknown"
+        );
+    }
+
+    #[test]
+    fn per_pod_samples_table() {
+        let pods: Vec<PodView> = ["a", "b"]
+            .iter()
+            .filter_map(|n| pod_view(&pod(n, "Running", true, &["1"])))
+            .collect();
+        // (series per pod, wanted milli-values per pod or an error fragment, why)
+        type Case<'a> = (
+            &'a [(&'a str, f64)],
+            Result<&'a [(&'a str, i64)], &'a str>,
+            &'a str,
+        );
+        let cases: &[Case] = &[
+            (
+                &[("a", 1.5), ("b", 0.0)],
+                Ok(&[("a", 1500), ("b", 0)]),
+                "one value per pod, in milli",
+            ),
+            (
+                &[("a", 1.0), ("other", 9.0)],
+                Ok(&[("a", 1000)]),
+                "pods of other workloads are ignored",
+            ),
+            (
+                &[("a", 1.0), ("a", 2.0)],
+                Err("two series"),
+                "duplicate series for a pod",
+            ),
+            (&[("a", f64::NAN)], Err("finite"), "NaN is refused"),
+            (&[("a", -1.0)], Err(">= 0"), "negative values are refused"),
+        ];
+        for (input, want, why) in cases {
+            let s: Vec<Series> = input
+                .iter()
+                .map(|(p, v)| series(&[("pod", p)], *v))
+                .collect();
+            let got = per_pod_samples(&s, &pods, now(), Duration::ZERO);
+            match (got, want) {
+                (Ok(samples), Ok(want)) => {
+                    let got: Vec<(&str, i64)> = samples
+                        .iter()
+                        .map(|s| (s.pod.as_str(), s.value.milli()))
+                        .collect();
+                    assert_eq!(&got, want, "{why}");
+                }
+                (Err(e), Err(needle)) => assert!(e.contains(needle), "{why}: {e}"),
+                (got, want) => panic!("{why}: got {got:?}, want {want:?}"),
+            }
+        }
+        let unlabelled = [series(&[], 1.0)];
+        assert!(
+            per_pod_samples(&unlabelled, &pods, now(), Duration::ZERO).is_err(),
+            "pod label required"
+        );
+    }
+
+    #[test]
+    fn observation_maps_each_plan_kind() {
+        let pods: Vec<PodView> = ["a", "b"]
+            .iter()
+            .filter_map(|n| pod_view(&pod(n, "Running", true, &["500m"])))
+            .collect();
+        let plans = [
+            MetricPlan::Resource {
+                resource: ResourceKind::Cpu,
+            },
+            MetricPlan::PerPod {
+                metric: crate::crd::QUEUE_DEPTH_METRIC,
+            },
+            MetricPlan::PromQl {
+                query: "sum(x)".into(),
+            },
+            MetricPlan::PerPod {
+                metric: crate::crd::IN_FLIGHT_METRIC,
+            },
+            MetricPlan::PerPod {
+                metric: crate::crd::IN_FLIGHT_METRIC,
+            },
+        ];
+        let fetched = [
+            Fetched::Series(vec![
+                series(&[("pod", "a")], 0.25),
+                series(&[("pod", "b")], 0.5),
+            ]),
+            Fetched::Series(vec![series(&[("pod", "a")], 3.0)]),
+            Fetched::Series(vec![series(&[], 2.0), series(&[("x", "y")], 1.0)]),
+            Fetched::Empty,
+            Fetched::Stale { age_seconds: 600.0 },
+        ];
+        let obs = observation(2, 2, &pods, &plans, &fetched, now());
+        assert_eq!(obs.pods.len(), 2);
+        match &obs.metrics[0] {
+            MetricObservation::Resource { usage, requests } => {
+                assert_eq!(
+                    usage[1].value,
+                    Quantity::from_milli(500),
+                    "cores become millicores"
+                );
+                assert_eq!(usage[0].window, CPU_RATE_WINDOW);
+                assert_eq!(requests.get("a"), Some(&Quantity::from_milli(500)));
+            }
+            other => panic!("cpu: {other:?}"),
+        }
+        assert!(
+            matches!(&obs.metrics[1], MetricObservation::Pods { samples } if samples.len() == 1)
+        );
+        assert_eq!(
+            obs.metrics[2],
+            MetricObservation::External {
+                values: vec![Quantity::from_units(2), Quantity::from_units(1)]
+            },
+            "PromQL series are all passed for the engine to sum"
+        );
+        assert!(
+            matches!(&obs.metrics[3], MetricObservation::Unavailable { reason } if reason.contains("no series"))
+        );
+        assert!(
+            matches!(&obs.metrics[4], MetricObservation::Unavailable { reason } if reason.contains("600s old"))
+        );
+    }
+
+    #[test]
+    fn queries_are_scoped_to_the_namespace() {
+        let q = queries(
+            &MetricPlan::PerPod {
+                metric: crate::crd::QUEUE_DEPTH_METRIC,
+            },
+            "agents",
+        );
+        assert_eq!(
+            q.value,
+            r#"sum by (pod) (mcp_queue_depth{namespace="agents"})"#
+        );
+        assert_eq!(
+            q.freshness.as_deref(),
+            Some(r#"max(timestamp(mcp_queue_depth{namespace="agents"}))"#)
+        );
+        let q = queries(
+            &MetricPlan::PromQl {
+                query: "sum(up)".into(),
+            },
+            "agents",
+        );
+        assert_eq!(
+            (q.value.as_str(), q.freshness),
+            ("sum(up)", None),
+            "PromQL is sent as written"
+        );
+    }
+
+    #[test]
+    fn sessions_are_counted_per_known_pod() {
+        let pods: Vec<PodView> = ["a", "b"]
+            .iter()
+            .filter_map(|n| pod_view(&pod(n, "Running", true, &["1"])))
+            .collect();
+        let s = [
+            series(&[("pod", "a")], 3.0),
+            series(&[("pod", "zzz")], 1.0),
+            series(&[("pod", "b")], f64::NAN),
+        ];
+        let got = sessions_per_pod(&s, &pods);
+        assert_eq!(
+            got,
+            BTreeMap::from([("a".to_owned(), 3)]),
+            "unknown pods and NaN are left out"
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! Reconcile tests: each reads as the list of API calls the reconciler must make, answered by a mock API server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use crate::controller::reconcile;
+use crate::crd::McpAutoscaler;
+use crate::fixtures::{
+    ApiServerVerifier, FakePrometheus, autoscaler, context, flat_history, per_pod, pod_list, scale,
+};
+
+const SCALE: &str = "/apis/apps/v1/namespaces/agents/deployments/web/scale";
+const SCALE_APPLY: &str =
+    "/apis/apps/v1/namespaces/agents/deployments/web/scale?&force=true&fieldManager=mcpulse-scaler";
+const PODS: &str = "/api/v1/namespaces/agents/pods?&labelSelector=app%3Dweb";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/agents/events?";
+const STATUS: &str = "/apis/mcpulse.io/v1alpha1/namespaces/agents/mcpautoscalers/web/status?&force=true&fieldManager=mcpulse-scaler";
+const HPA: &str = "/apis/autoscaling/v2/namespaces/agents/horizontalpodautoscalers/web";
+
+fn queue_spec(extra: Value) -> Value {
+    let mut spec = json!({
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "metrics": [{"type": "QueueDepth", "queueDepth": {"averageValue": "5"}}],
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    spec
+}
+
+/// Runs one reconcile against the verifier script `script`, failing if the reconciler makes a request
+/// the script does not answer (it would wait forever) or one the script does not expect.
+async fn run<F, Fut>(
+    obj: &McpAutoscaler,
+    ctx: &Arc<crate::Context>,
+    verifier: ApiServerVerifier,
+    script: F,
+) -> (Action, ApiServerVerifier)
+where
+    F: FnOnce(ApiServerVerifier) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ApiServerVerifier> + Send,
+{
+    let server = tokio::spawn(async move {
+        let mut v = script(verifier).await;
+        v.no_more_requests().await;
+        v
+    });
+    let action = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(obj.clone()), ctx.clone()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("reconcile waited on a request the script does not answer"))
+    .unwrap_or_else(|e| panic!("reconcile failed: {e}"));
+    match server.await {
+        Ok(v) => (action, v),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// What the API server answers to a status patch: the stored object.
+fn stored() -> Value {
+    json!({
+        "apiVersion": "mcpulse.io/v1alpha1", "kind": "McpAutoscaler",
+        "metadata": {"name": "web", "namespace": "agents"},
+        "spec": queue_spec(json!({})),
+    })
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn scale_up_patches_the_scale_subresource_then_records_an_event_and_status() {
+    let prom = Arc::new(FakePrometheus::default());
+    // Two pods with 10 queued each against a target of 5 per pod: ratio 2, four replicas.
+    per_pod(
+        &prom,
+        "mcp_queue_depth",
+        &[("web-0", 10.0), ("web-1", 10.0)],
+    );
+    let (ctx, verifier) = context(prom, true);
+    let (action, _) = run(
+        &autoscaler(queue_spec(json!({}))),
+        &ctx,
+        verifier,
+        |mut v| async move {
+            v.expect(Method::GET, SCALE, scale(2)).await;
+            v.expect(Method::GET, PODS, pod_list(&["web-0", "web-1"]))
+                .await;
+            let patch = v.expect(Method::PATCH, SCALE_APPLY, scale(4)).await;
+            assert_eq!(
+                patch["spec"],
+                json!({"replicas": 4}),
+                "server-side apply of replicas only"
+            );
+            assert_eq!(patch["kind"], "Scale");
+            let event = v.expect(Method::POST, EVENTS, json!({})).await;
+            assert_eq!(event["reason"], "ScaledUp");
+            assert_eq!(event["type"], "Normal");
+            let note = event["note"].as_str().unwrap_or_default();
+            assert!(
+                note.contains("scale up 2 -> 4") && note.contains("mcp_queue_depth"),
+                "{note}"
+            );
+            let status = v.expect(Method::PATCH, STATUS, stored()).await;
+            assert_eq!(status["status"]["desiredReplicas"], 4);
+            assert_eq!(status["status"]["currentReplicas"], 2);
+            assert_eq!(status["status"]["observedGeneration"], 1);
+            assert_eq!(status["status"]["lastDecision"]["direction"], "Up");
+            assert_eq!(
+                status["status"]["lastDecision"]["reason"],
+                "MetricAboveTarget"
+            );
+            assert_eq!(condition(&status, "MetricsAvailable")["status"], "True");
+            assert_eq!(condition(&status, "ScalingActive")["status"], "True");
+            v
+        },
+    )
+    .await;
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(15)),
+        "re-evaluated every sync period"
+    );
+}
+
+#[tokio::test]
+async fn scale_down_is_held_inside_the_stabilization_window() {
+    let prom = Arc::new(FakePrometheus::default());
+    let pods = ["web-0", "web-1", "web-2", "web-3"];
+    // First sync: on target (5 per pod at 4 replicas), which the window remembers.
+    per_pod(&prom, "mcp_queue_depth", &pods.map(|p| (p, 5.0)));
+    let (ctx, verifier) = context(prom.clone(), true);
+    let obj = autoscaler(queue_spec(json!({})));
+    let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(4)).await;
+        v.expect(Method::GET, PODS, pod_list(&pods)).await;
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(
+            status["status"]["lastDecision"]["reason"],
+            "WithinTolerance"
+        );
+        v
+    })
+    .await;
+    // Second sync: load drops to 1 per pod (one replica would do), but the 5-minute window holds 4.
+    per_pod(&prom, "mcp_queue_depth", &pods.map(|p| (p, 1.0)));
+    run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(4)).await;
+        v.expect(Method::GET, PODS, pod_list(&pods)).await;
+        // No pod annotation, no scale patch, no event: straight to the status.
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        let decision = &status["status"]["lastDecision"];
+        assert_eq!(decision["direction"], "Hold");
+        assert_eq!(decision["reason"], "ScaleDownStabilized");
+        assert_eq!(status["status"]["desiredReplicas"], 4);
+        assert!(
+            decision["explanation"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("proposal=1 stabilized=4"),
+            "{decision}"
+        );
+        v
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn prometheus_down_holds_replicas_and_sets_a_condition() {
+    let prom = Arc::new(FakePrometheus::default());
+    prom.set_down(true);
+    let (ctx, verifier) = context(prom, true);
+    let (action, _) = run(
+        &autoscaler(queue_spec(json!({}))),
+        &ctx,
+        verifier,
+        |mut v| async move {
+            v.expect(Method::GET, SCALE, scale(3)).await;
+            v.expect(Method::GET, PODS, pod_list(&["web-0", "web-1", "web-2"]))
+                .await;
+            let status = v.expect(Method::PATCH, STATUS, stored()).await;
+            assert_eq!(
+                status["status"]["desiredReplicas"], 3,
+                "held at the current count"
+            );
+            let c = condition(&status, "MetricsAvailable");
+            assert_eq!(
+                (c["status"].as_str(), c["reason"].as_str()),
+                (Some("False"), Some("PrometheusUnavailable"))
+            );
+            assert!(
+                c["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("connection refused"),
+                "{c}"
+            );
+            assert_eq!(condition(&status, "ScalingActive")["status"], "False");
+            assert_eq!(
+                status["status"]["lastDecision"]["reason"],
+                "MetricsUnavailable"
+            );
+            v
+        },
+    )
+    .await;
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(15)),
+        "tried again next sync, not backed off"
+    );
+}
+
+#[tokio::test]
+async fn stale_metrics_hold_like_missing_ones() {
+    let prom = Arc::new(FakePrometheus::default());
+    per_pod(&prom, "mcp_queue_depth", &[("web-0", 0.0), ("web-1", 0.0)]);
+    // The newest sample is ten minutes old: Prometheus stopped scraping the meters.
+    prom.set_instant(
+        r#"max(timestamp(mcp_queue_depth{namespace="agents"}))"#.into(),
+        vec![crate::fixtures::series(
+            &[],
+            (crate::fixtures::NOW_SECS - 600) as f64,
+        )],
+    );
+    let (ctx, verifier) = context(prom, true);
+    run(
+        &autoscaler(queue_spec(json!({}))),
+        &ctx,
+        verifier,
+        |mut v| async move {
+            v.expect(Method::GET, SCALE, scale(2)).await;
+            v.expect(Method::GET, PODS, pod_list(&["web-0", "web-1"]))
+                .await;
+            let status = v.expect(Method::PATCH, STATUS, stored()).await;
+            assert_eq!(
+                status["status"]["desiredReplicas"], 2,
+                "zero load but stale: no scale-down"
+            );
+            let c = condition(&status, "MetricsAvailable");
+            assert!(
+                c["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("600s old"),
+                "{c}"
+            );
+            v
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_spec_sets_a_condition_and_an_event_naming_the_field() {
+    let (ctx, verifier) = context(Arc::new(FakePrometheus::default()), true);
+    let spec = queue_spec(json!({"metrics": [
+        {"type": "QueueDepth", "queueDepth": {"averageValue": "5"}},
+        {"type": "Resource", "resource": {"name": "gpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+    ]}));
+    let (action, _) = run(&autoscaler(spec), &ctx, verifier, |mut v| async move {
+        // Nothing is read from the cluster for a spec that cannot run.
+        let event = v.expect(Method::POST, EVENTS, json!({})).await;
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some("Warning"), Some("InvalidSpec"))
+        );
+        let note = event["note"].as_str().unwrap_or_default();
+        assert!(
+            note.starts_with("spec.metrics[1].resource.name:") && note.contains("cpu or memory"),
+            "{note}"
+        );
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        let c = condition(&status, "Ready");
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("False"), Some("InvalidSpec"))
+        );
+        assert_eq!(c["message"].as_str(), Some(note));
+        assert_eq!(c["observedGeneration"], 1);
+        v
+    })
+    .await;
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "waits for the spec to be fixed"
+    );
+}
+
+#[tokio::test]
+async fn floor_mode_writes_the_predicted_floor_into_the_hpa() {
+    let prom = Arc::new(FakePrometheus::default());
+    let query = r#"sum(rate(mcp_messages_total{namespace="agents"}[5m]))"#;
+    // A steady 10 msg/s at 2 msg/s per pod needs 5 pods; the HPA's floor is 2.
+    prom.set_range(query, flat_history(10.0));
+    let (ctx, verifier) = context(prom, true);
+    let spec = queue_spec(json!({
+        "mode": "Floor",
+        "hpaRef": {"name": "web"},
+        "metrics": [],
+        "predictive": {"query": query, "capacityPerPod": "2", "seasonality": "None"},
+    }));
+    let hpa = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "agents"},
+        "spec": {"minReplicas": 2, "maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+    });
+    run(&autoscaler(spec), &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(2)).await;
+        v.expect(Method::GET, HPA, hpa.clone()).await;
+        let patch = v.expect(Method::PATCH, &format!("{HPA}?"), hpa).await;
+        assert_eq!(
+            patch,
+            json!({"spec": {"minReplicas": 5}}),
+            "only the floor changes; the HPA stays in charge"
+        );
+        let event = v.expect(Method::POST, EVENTS, json!({})).await;
+        assert_eq!(event["reason"], "FloorRaised");
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        let s = &status["status"];
+        assert_eq!(s["lastDecision"]["predictiveReplicas"], 5);
+        assert_eq!(s["forecast"]["model"], "constant");
+        assert_eq!(s["forecast"]["trusted"], true);
+        assert_eq!(condition(&status, "PredictionActive")["status"], "True");
+        v
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scale_in_sets_pod_deletion_costs_from_sessions_before_the_scale_patch() {
+    let prom = Arc::new(FakePrometheus::default());
+    let pods = ["web-0", "web-1", "web-2"];
+    per_pod(&prom, "mcp_queue_depth", &pods.map(|p| (p, 1.0)));
+    prom.set_instant(
+        r#"sum by (pod) (mcp_server_sessions_active{namespace="agents"})"#.into(),
+        vec![
+            crate::fixtures::series(&[("pod", "web-0")], 7.0),
+            crate::fixtures::series(&[("pod", "web-1")], 0.0),
+            crate::fixtures::series(&[("pod", "web-2")], 2.0),
+        ],
+    );
+    let (ctx, verifier) = context(prom, true);
+    // No scale-down window, so 3 pods at 1 queued each against 5 per pod go straight to 1 replica.
+    let spec = queue_spec(json!({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}));
+    run(&autoscaler(spec), &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(3)).await;
+        v.expect(Method::GET, PODS, pod_list(&pods)).await;
+        for (pod, cost) in [("web-0", "7"), ("web-1", "0"), ("web-2", "2")] {
+            let uri = format!("/api/v1/namespaces/agents/pods/{pod}?");
+            let patch = v.expect(Method::PATCH, &uri, json!({"metadata": {"name": pod}})).await;
+            assert_eq!(
+                patch,
+                json!({"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": cost}}}),
+                "{pod}: fewer sessions, lower cost, deleted first"
+            );
+        }
+        let patch = v.expect(Method::PATCH, SCALE_APPLY, scale(1)).await;
+        assert_eq!(patch["spec"], json!({"replicas": 1}));
+        let event = v.expect(Method::POST, EVENTS, json!({})).await;
+        assert_eq!(event["reason"], "ScaledDown");
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(status["status"]["lastDecision"]["direction"], "Down");
+        v
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replica_that_is_not_leader_makes_no_request_at_all() {
+    let prom = Arc::new(FakePrometheus::default());
+    per_pod(&prom, "mcp_queue_depth", &[("web-0", 100.0)]);
+    let (ctx, verifier) = context(prom, false);
+    let (action, _) = run(
+        &autoscaler(queue_spec(json!({}))),
+        &ctx,
+        verifier,
+        |v| async move { v },
+    )
+    .await;
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(15)),
+        "checks again next sync in case it becomes leader"
+    );
+}
+
+#[tokio::test]
+async fn api_errors_back_off_exponentially_and_conflicts_retry_soon() {
+    use crate::controller::{backoff, error_policy};
+    assert_eq!(backoff(1), Duration::from_secs(5));
+    assert_eq!(backoff(3), Duration::from_secs(20));
+    assert_eq!(
+        backoff(40),
+        Duration::from_secs(300),
+        "capped at five minutes"
+    );
+
+    let (ctx, verifier) = context(Arc::new(FakePrometheus::default()), true);
+    let obj = Arc::new(autoscaler(queue_spec(json!({}))));
+    let server = tokio::spawn(async move {
+        let mut v = verifier;
+        v.fail(Method::GET, SCALE, 409).await;
+        v
+    });
+    let err = reconcile(obj.clone(), ctx.clone())
+        .await
+        .expect_err("the API answered 409");
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(
+        error_policy(obj, &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(1))
+    );
+    assert_eq!(
+        ctx.metrics.reconcile_errors.get(),
+        1,
+        "counted in mcpulse_scaler_reconcile_errors_total"
+    );
+    if let Err(e) = server.await {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn leadership_lost_mid_reconcile_stops_before_any_write() {
+    let prom = Arc::new(FakePrometheus::default());
+    per_pod(&prom, "mcp_queue_depth", &[("web-0", 50.0)]);
+    let (tx, leadership) = crate::leader::channel();
+    tx.send_replace(true);
+    let (ctx, verifier) = crate::fixtures::context_with(prom, leadership);
+    let (action, _) = run(
+        &autoscaler(queue_spec(json!({}))),
+        &ctx,
+        verifier,
+        move |mut v| async move {
+            v.expect(Method::GET, SCALE, scale(1)).await;
+            // The lease moves to another replica while the pods are read.
+            tx.send_replace(false);
+            v.expect(Method::GET, PODS, pod_list(&["web-0"])).await;
+            // A scale-up to 10 was decided, but no scale patch, event or status follows.
+            v
+        },
+    )
+    .await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(15)));
+}
+
+#[tokio::test]
+async fn deleted_autoscalers_are_forgotten() {
+    let prom = Arc::new(FakePrometheus::default());
+    per_pod(&prom, "mcp_queue_depth", &[("web-0", 5.0)]);
+    let (ctx, verifier) = context(prom, true);
+    run(
+        &autoscaler(queue_spec(json!({}))),
+        &ctx,
+        verifier,
+        |mut v| async move {
+            v.expect(Method::GET, SCALE, scale(1)).await;
+            v.expect(Method::GET, PODS, pod_list(&["web-0"])).await;
+            v.expect(Method::PATCH, STATUS, stored()).await;
+            v
+        },
+    )
+    .await;
+    let labels = crate::metrics::AutoscalerLabels {
+        namespace: "agents".into(),
+        autoscaler: "web".into(),
+    };
+    assert_eq!(ctx.tracked(), 1);
+    assert_eq!(ctx.metrics.current_replicas.get_or_create(&labels).get(), 1);
+    let live = std::collections::HashSet::from([("agents".to_owned(), "web".to_owned())]);
+    crate::controller::sweep(&ctx, &live);
+    assert_eq!(ctx.tracked(), 1, "a live autoscaler keeps its history");
+    crate::controller::sweep(&ctx, &std::collections::HashSet::new());
+    assert_eq!(ctx.tracked(), 0, "a deleted one is forgotten");
+    assert_eq!(
+        ctx.metrics.current_replicas.get_or_create(&labels).get(),
+        0,
+        "its series were removed"
+    );
+}
+
+#[test]
+fn range_answers_are_put_on_a_regular_grid() {
+    use crate::controller::regular_history;
+    use crate::prometheus::RangeSeries;
+    let s = |points: &[(f64, f64)]| RangeSeries {
+        labels: Default::default(),
+        points: points.to_vec(),
+    };
+    let got = regular_history(
+        &[
+            s(&[(0.0, 1.0), (600.0, 3.0)]),
+            s(&[(0.0, 2.0), (301.0, f64::NAN)]),
+        ],
+        0,
+        600,
+        300,
+    );
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0], 3.0, "several series are summed per step");
+    assert!(
+        got[1].is_nan(),
+        "a step without a finite point stays a gap for fill_gaps"
+    );
+    assert_eq!(got[2], 3.0);
+    let outside = regular_history(&[s(&[(-300.0, 9.0), (900.0, 9.0)])], 0, 600, 300);
+    assert!(
+        outside.iter().all(|v| v.is_nan()),
+        "points outside the window are dropped"
+    );
+}
