@@ -27,6 +27,15 @@ pub struct UpstreamState {
     unhealthy_until: Mutex<Option<Instant>>,
 }
 
+/// One reserved place in an upstream's queue, given back when dropped.
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Held while a request is being served upstream; dropping it frees the slot and lowers the gauges.
 pub struct Admitted {
     _permit: Option<OwnedSemaphorePermit>,
@@ -96,11 +105,13 @@ impl UpstreamState {
             self.metrics.record_queue_rejection(RejectionReason::Full);
             return Err(RejectionReason::Full);
         }
+        // Released on drop, so a client that gives up while queued (its future is dropped) frees its place.
+        let place = QueuePlace(&self.queued);
         let _depth = self.metrics.enqueued();
         let waited_from = Instant::now();
         let acquired =
             tokio::time::timeout(self.admission.queue_timeout, limiter.acquire_owned()).await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
         self.metrics.record_queue_wait(waited_from.elapsed());
         match acquired {
             Ok(Ok(permit)) => Ok(permit),
@@ -327,6 +338,23 @@ mod tests {
         }
         assert_eq!(order, vec![0, 1, 2, 3]);
         assert_eq!(upstream.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_frees_its_queue_place() {
+        let upstream = state(limited(1, 1, Duration::from_secs(30)));
+        let _held = upstream.admit().await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(50), upstream.admit()).await;
+        assert!(
+            waiting.is_err(),
+            "the second request waits in the queue, then its client gives up"
+        );
+        assert_eq!(upstream.queued(), 0, "the abandoned place is released");
+        let again = tokio::time::timeout(Duration::from_millis(50), upstream.admit()).await;
+        assert!(
+            again.is_err(),
+            "a new request can queue again instead of being refused as full"
+        );
     }
 
     #[test]
