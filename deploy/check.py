@@ -5,7 +5,9 @@
       built-in kinds against Kubernetes' OpenAPI schemas (kubernetes-validate, strict, pinned version),
       monitoring.coreos.com objects against the openAPIV3Schema of the CRDs in DIR (unknown fields rejected),
       KEDA ScaledObjects by the hand-written checks below (no KEDA CRD in DIR), and then the wiring between
-      objects: selectors, port names, labels the stack selects on, resources, probes, grace periods.
+      objects: selectors, port names, labels the stack selects on, resources, probes, grace periods, one
+      autoscaler per Deployment, VPAs that never apply what an HPA scales on, PodDisruptionBudgets and
+      PriorityClasses for what the cluster-autoscaler moves.
   check.py values REFERENCE VALUES ALLOWED       every key set in VALUES exists in the chart's REFERENCE
       values, or lies under a path of the documented allow-list ALLOWED.
 
@@ -28,6 +30,10 @@ KUBERNETES_VERSION = "1.33.0"
 RELEASE_LABEL = ("release", "kube-prometheus-stack")
 # The agent drains for up to 30 s (its default --drain-timeout); its pod must outlive that.
 AGENT_DRAIN_SECONDS = 30
+# The pause image serves nothing, so it has no probe to answer (the overprovisioning placeholders run it).
+PAUSE_IMAGE = "registry.k8s.io/pause:"
+# Priority classes every cluster has; any other priorityClassName must be defined by the overlay.
+BUILTIN_PRIORITY_CLASSES = {"system-cluster-critical", "system-node-critical"}
 # The job names monitoring/rules and monitoring/alerts select on.
 JOBS = {"mcpulse-registry", "mcpulse-meter", "mcpulse-agent", "mcpulse-scaler"}
 
@@ -70,8 +76,10 @@ def strict_schema(schema):
 @functools.cache
 def crd_validators(folder: Path) -> dict:
     validators = {}
-    for path in sorted(folder.glob("*.yaml")):
-        crd = load_all(path)[0]
+    # A file may hold several CRDs (the VPA's holds its checkpoints CRD first), so every document counts.
+    for crd in (doc for path in sorted(folder.glob("*.yaml")) for doc in load_all(path)):
+        if crd.get("kind") != "CustomResourceDefinition":
+            continue
         spec = crd["spec"]
         for version in spec["versions"]:
             schema = strict_schema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
@@ -224,7 +232,7 @@ def check_workloads(objects: list, errors: list) -> None:
                 errors.append(f"{cwhere}: set resources.requests.cpu and .memory so the scheduler can place it")
             if "memory" not in limits:
                 errors.append(f"{cwhere}: set resources.limits.memory so a leak cannot take the node down")
-            if "livenessProbe" not in c or "readinessProbe" not in c:
+            if not c.get("image", "").startswith(PAUSE_IMAGE) and ("livenessProbe" not in c or "readinessProbe" not in c):
                 errors.append(f"{cwhere}: needs a livenessProbe and a readinessProbe")
             security = c.get("securityContext") or {}
             if security.get("allowPrivilegeEscalation") is not False or security.get("readOnlyRootFilesystem") is not True:
@@ -296,11 +304,80 @@ def check_monitors(objects: list, errors: list) -> None:
                 errors.append(f"{name_of(obj)}: dashboard ConfigMaps need the grafana_folder annotation")
 
 
+def owns_replicas(obj: dict) -> bool:
+    """HPAs and ScaledObjects own their target's replicas; an McpAutoscaler only in Direct mode (Floor writes the HPA)."""
+    kind = obj.get("kind")
+    return kind in ("HorizontalPodAutoscaler", "ScaledObject") or (
+        kind == "McpAutoscaler" and (obj.get("spec") or {}).get("mode") == "Direct"
+    )
+
+
+def scaled_resources(obj: dict) -> set[str]:
+    """The container resources (cpu, memory) whose usage drives a horizontal autoscaler's replica count."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "ScaledObject":
+        return {t.get("type") for t in spec.get("triggers") or []} & {"cpu", "memory"}
+    names = set()
+    for metric in spec.get("metrics") or []:
+        for field in ("resource", "containerResource"):
+            if metric.get("type", "").lower() == field.lower():
+                names.add((metric.get(field) or {}).get("name"))
+    return names & {"cpu", "memory"}
+
+
+def check_vpas(objects: list, deployments: dict, scalers: dict, errors: list) -> None:
+    """A VPA that applies requests on a resource an HPA scales on changes the HPA's utilization under it: they fight."""
+    for vpa in (o for o in objects if o.get("kind") == "VerticalPodAutoscaler"):
+        where = name_of(vpa)
+        spec = vpa.get("spec") or {}
+        target = (spec.get("targetRef") or {}).get("name")
+        if target not in deployments:
+            errors.append(f"{where}: targets {target!r}, which is not a Deployment of this overlay")
+            continue
+        if (spec.get("updatePolicy") or {}).get("updateMode", "Recreate") == "Off":
+            continue
+        applied = set()
+        policies = (spec.get("resourcePolicy") or {}).get("containerPolicies") or [{}]
+        names = {p.get("containerName") for p in policies}
+        if "*" not in names and any(c["name"] not in names for c in containers(deployments[target]["spec"]["template"])):
+            # Containers without a policy of their own get the defaults: cpu and memory.
+            policies = [*policies, {}]
+        for policy in policies:
+            if policy.get("mode", "Auto") != "Off":
+                applied |= set(policy.get("controlledResources") or ["cpu", "memory"])
+        for scaler in scalers.get(target, []):
+            fought = sorted(applied & scaled_resources(scaler))
+            if fought:
+                errors.append(
+                    f"{where}: applies {fought} requests while {name_of(scaler)} scales on them; "
+                    "set updateMode Off or leave those resources out of controlledResources"
+                )
+
+
+def check_disruption(objects: list, deployments: dict, errors: list) -> None:
+    """Node drains and the cluster-autoscaler evict through PodDisruptionBudgets; unknown priority classes fail admission."""
+    budgets = [o for o in objects if o.get("kind") == "PodDisruptionBudget"]
+    classes = {o["metadata"]["name"] for o in objects if o.get("kind") == "PriorityClass"} | BUILTIN_PRIORITY_CLASSES
+    for name, deployment in deployments.items():
+        template = deployment["spec"]["template"]
+        labels = template["metadata"].get("labels") or {}
+        if labels.get("app.kubernetes.io/name") == "mcpulse" and not any(
+            matches(b["spec"].get("selector") or {}, labels) for b in budgets
+        ):
+            errors.append(f"Deployment/{name}: no PodDisruptionBudget selects its pods; a drain could take them all at once")
+        priority = (template.get("spec") or {}).get("priorityClassName")
+        if priority is not None and priority not in classes:
+            errors.append(f"Deployment/{name}: priorityClassName {priority!r} is not a PriorityClass of this overlay")
+
+
 def check_autoscaling(objects: list, errors: list) -> None:
     deployments = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "Deployment"}
     scaled: dict[str, list[str]] = {}
+    scalers: dict[str, list[dict]] = {}
     for obj in objects:
-        if obj.get("kind") in ("HorizontalPodAutoscaler", "ScaledObject"):
+        if obj.get("kind") in ("HorizontalPodAutoscaler", "ScaledObject", "McpAutoscaler"):
+            scalers.setdefault(obj["spec"]["scaleTargetRef"]["name"], []).append(obj)
+        if owns_replicas(obj):
             target = obj["spec"]["scaleTargetRef"]["name"]
             scaled.setdefault(target, []).append(name_of(obj))
             if target not in deployments:
@@ -310,6 +387,8 @@ def check_autoscaling(objects: list, errors: list) -> None:
     for target, owners in scaled.items():
         if len(owners) > 1:
             errors.append(f"Deployment/{target}: scaled by {owners}; autoscalers on one Deployment fight, keep one")
+    check_vpas(objects, deployments, scalers, errors)
+    check_disruption(objects, deployments, errors)
 
 
 def check_manifests(args: list[str]) -> int:

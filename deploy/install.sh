@@ -83,6 +83,22 @@ if [ "$overlay" = prod ]; then
     "kubectl -n $APP_NAMESPACE create secret generic mcpulse-registry-db --from-literal=url=postgres://USER:PASSWORD@HOST:5432/registry"
 fi
 
+# Cluster add-ons the overlays rely on but that clusters usually bring themselves: fail early with the fix.
+require_api() {
+  local resource=$1 hint=$2
+  if ! kubectl api-resources -o name 2>/dev/null | grep -qx "$resource"; then
+    echo "install: the cluster has no $resource API; $hint" >&2
+    exit 1
+  fi
+}
+# The CPU and memory HPAs read resource metrics from metrics-server.
+require_api pods.metrics.k8s.io "install metrics-server (https://github.com/kubernetes-sigs/metrics-server) first"
+if [ "$overlay" = prod ]; then
+  # prod carries VerticalPodAutoscaler objects (recommendations for registry and gateway, memory for agents).
+  require_api verticalpodautoscalers.autoscaling.k8s.io \
+    "install the Vertical Pod Autoscaler (kubernetes/autoscaler, vertical-pod-autoscaler/) first, or drop ../../autoscaling/vpa from the prod overlay"
+fi
+
 # Server-side apply: dashboard ConfigMaps are larger than the 256 KiB annotation that client-side apply
 # would store the last applied configuration in.
 kubectl apply --server-side --field-manager=mcpulse-install -k "kustomize/overlays/$overlay"
