@@ -286,6 +286,7 @@ pub async fn run(
     let mut load_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
     let mut last_decision = Instant::now();
     let mut desired = config.agents;
+    let mut predictor = Predictor::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -319,6 +320,7 @@ pub async fn run(
             None => (0.0, None),
         };
         previous = Some((now, counts));
+        predictor.observe(started.elapsed().as_secs_f64(), rate);
 
         if now.duration_since(last_decision) >= config.sync_period {
             last_decision = now;
@@ -374,7 +376,7 @@ pub async fn run(
             in_flight,
             current_replicas: current,
             desired_replicas: desired,
-            forecast: None,
+            forecast: predictor.band_for(started.elapsed().as_secs_f64()),
         };
         if let Ok(mut live) = live.lock() {
             live.history.push_sample(sample);
@@ -399,6 +401,64 @@ pub async fn run(
     let _ = registry_task.await;
     let _ = std::fs::remove_file(&fleet_file);
     Ok(())
+}
+
+/// What the forecaster believes: the request rate in 5-second steps is forecast 30 s ahead, and each instant's
+/// chart shows the band that was predicted for it 30 s earlier, so an operator can judge the forecaster before
+/// trusting it with capacity. (Locally the autoscaler acts on the reactive signal alone.)
+#[derive(Default)]
+struct Predictor {
+    steps: Vec<f64>,
+    current_step: (f64, u32),
+    due: std::collections::VecDeque<(f64, (f64, f64, f64))>,
+}
+
+impl Predictor {
+    const STEP_SECONDS: u32 = 5;
+    const LOOKAHEAD_STEPS: usize = 6;
+    /// Two hours of 5-second steps bound the fitting time.
+    const MAX_STEPS: usize = 1440;
+
+    fn observe(&mut self, t: f64, rate: f64) {
+        self.current_step.0 += rate;
+        self.current_step.1 += 1;
+        if self.current_step.1 < Self::STEP_SECONDS {
+            return;
+        }
+        self.steps
+            .push(self.current_step.0 / f64::from(self.current_step.1));
+        self.current_step = (0.0, 0);
+        if self.steps.len() > Self::MAX_STEPS {
+            self.steps.remove(0);
+        }
+        let config = mcpulse_scaler::forecast::ForecastConfig {
+            horizon: Self::LOOKAHEAD_STEPS,
+            max_history: Self::MAX_STEPS,
+            ..Default::default()
+        };
+        // Too little history yet is the normal start; the band simply appears once there is enough.
+        if let Ok(forecast) = mcpulse_scaler::forecast::forecast(&self.steps, &config)
+            && let Some(point) = forecast.points.last()
+        {
+            let lead = f64::from(Self::STEP_SECONDS) * Self::LOOKAHEAD_STEPS as f64;
+            self.due
+                .push_back((t + lead, (point.mean, point.lower, point.upper)));
+        }
+    }
+
+    /// The band predicted for instant `t`, if one came due.
+    fn band_for(&mut self, t: f64) -> Option<(f64, f64, f64)> {
+        let mut band = None;
+        while self.due.front().is_some_and(|(due, _)| *due <= t) {
+            band = self.due.pop_front().map(|(_, b)| b);
+        }
+        band.or_else(|| {
+            self.due
+                .front()
+                .filter(|(due, _)| *due - t < 1.0)
+                .map(|(_, b)| *b)
+        })
+    }
 }
 
 async fn scrape(http: &reqwest::Client, metrics: &str) -> Option<Exposition> {
@@ -523,4 +583,38 @@ fn agent_views(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forecast_band_appears_once_there_is_history_and_follows_the_load() {
+        let mut predictor = Predictor::default();
+        let mut bands = Vec::new();
+        for second in 0..600 {
+            let t = f64::from(second);
+            // A slow wave around 50 requests/s.
+            predictor.observe(t, 50.0 + 10.0 * (t / 60.0).sin());
+            if let Some(band) = predictor.band_for(t) {
+                bands.push((t, band));
+            }
+        }
+        let first = bands
+            .first()
+            .map(|(t, _)| *t)
+            .expect("a band after ten minutes");
+        assert!(
+            first >= 240.0,
+            "no band before 48 five-second steps of history (first at {first} s)"
+        );
+        for (t, (mean, lower, upper)) in &bands {
+            assert!(lower <= mean && mean <= upper, "band ordered at {t}");
+            assert!(
+                (30.0..=70.0).contains(mean),
+                "the forecast tracks the load at {t}: {mean}"
+            );
+        }
+    }
 }
