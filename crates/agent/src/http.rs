@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use mcpulse_telemetry::{Registry, encode, negotiate};
+use mcpulse_telemetry::{Registry, scrape};
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -66,14 +66,17 @@ pub(crate) fn admin_router(admin: Admin) -> Router {
 }
 
 async fn metrics(State(admin): State<Admin>, headers: HeaderMap) -> Response {
-    let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    match encode(&admin.registry, format) {
-        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
-        }
-    }
+    let scrape = scrape(
+        &admin.registry,
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
+    let status = StatusCode::from_u16(scrape.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, scrape.content_type)],
+        scrape.body,
+    )
+        .into_response()
 }
 
 async fn ready(State(admin): State<Admin>) -> Response {

@@ -159,22 +159,10 @@ pub async fn serve(
 
 async fn metrics(State(l): State<Listener>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = mcpulse_telemetry::negotiate(accept);
-    match mcpulse_telemetry::encode(&l.registry, format) {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}\n"),
-        )
-            .into_response(),
-    }
+    let scrape = mcpulse_telemetry::scrape(&l.registry, accept);
+    let status = StatusCode::from_u16(scrape.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = HeaderValue::from_static(scrape.content_type);
+    (status, [(header::CONTENT_TYPE, content_type)], scrape.body).into_response()
 }
 
 async fn readyz(State(l): State<Listener>) -> Response {

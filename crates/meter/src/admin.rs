@@ -45,11 +45,9 @@ impl Admin {
         let answer = match (request.method(), path) {
             (&Method::GET, "/metrics") => {
                 let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-                let format = mcpulse_telemetry::negotiate(accept);
-                match mcpulse_telemetry::encode(&self.registry, format) {
-                    Ok(text) => respond(StatusCode::OK, format.content_type(), text),
-                    Err(error) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{error}\n")),
-                }
+                let scrape = mcpulse_telemetry::scrape(&self.registry, accept);
+                let status = StatusCode::from_u16(scrape.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                respond(status, scrape.content_type, scrape.body)
             }
             (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".into()),
             (&Method::GET, "/readyz") => self.readiness(),

@@ -54,22 +54,10 @@ pub async fn serve(
 
 async fn metrics(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = mcpulse_telemetry::negotiate(accept);
-    match mcpulse_telemetry::encode(&admin.prometheus, format) {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}\n"),
-        )
-            .into_response(),
-    }
+    let scrape = mcpulse_telemetry::scrape(&admin.prometheus, accept);
+    let status = StatusCode::from_u16(scrape.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = HeaderValue::from_static(scrape.content_type);
+    (status, [(header::CONTENT_TYPE, content_type)], scrape.body).into_response()
 }
 
 /// Ready when the database answers: a replica that cannot reach it can serve nothing.

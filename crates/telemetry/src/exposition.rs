@@ -73,6 +73,32 @@ pub fn encode(registry: &Registry, format: Format) -> Result<String, TelemetryEr
     Ok(body)
 }
 
+/// The answer to one scrape, whatever HTTP stack serves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scrape {
+    /// 200, or 500 when a collector failed to encode.
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Answers a scrape: the format the `Accept` header prefers, the registry encoded in it.
+pub fn scrape(registry: &Registry, accept_header: Option<&str>) -> Scrape {
+    let format = negotiate(accept_header);
+    match encode(registry, format) {
+        Ok(body) => Scrape {
+            status: 200,
+            content_type: format.content_type(),
+            body,
+        },
+        Err(error) => Scrape {
+            status: 500,
+            content_type: "text/plain; charset=utf-8",
+            body: format!("cannot encode metrics: {error}\n"),
+        },
+    }
+}
+
 /// Registers `mcpulse_build_info{version}` = 1, so dashboards can tell which build is running.
 pub fn register_build_info(registry: &mut Registry, version: &str) {
     let info = Family::<[(&'static str, String); 1], Gauge>::default();

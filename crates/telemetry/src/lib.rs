@@ -12,7 +12,7 @@ pub mod mcp;
 pub mod process;
 
 pub use error::TelemetryError;
-pub use exposition::{Exposition, Format, encode, negotiate, register_build_info};
+pub use exposition::{Exposition, Format, Scrape, encode, negotiate, register_build_info, scrape};
 pub use guard::{CardinalityLimits, OVERFLOW_VALUE};
 pub use mcp::{
     Direction, GaugeGuard, McpMetrics, MessageKind, RejectionReason, SessionGuard, SseStream,
