@@ -27,7 +27,7 @@ use crate::crd::{
 };
 use crate::error::KubeError;
 use crate::leader::Leadership;
-use crate::metrics::{AutoscalerLabels, DecisionLabels, ForecastLabels, Metrics};
+use crate::metrics::{AutoscalerLabels, ForecastLabels, Metrics};
 use crate::observe::{self, Fetched, PodView};
 use crate::prometheus::{MetricsSource, RangeSeries};
 
@@ -810,21 +810,7 @@ async fn direct(
     let dir = direction(current, desired);
     tracing::info!(namespace = %ns, autoscaler = %name, direction = dir, reason = reason.as_str(), %explanation, "decision");
     ctx.metrics
-        .decisions
-        .get_or_create(&DecisionLabels {
-            namespace: ns.clone(),
-            autoscaler: name.clone(),
-            direction: dir,
-            reason: reason.as_str(),
-        })
-        .inc();
-    ctx.metrics
-        .desired_replicas
-        .get_or_create(&AutoscalerLabels {
-            namespace: ns.clone(),
-            autoscaler: name.clone(),
-        })
-        .set(i64::from(desired));
+        .record_decision(&ns, &name, dir, reason.as_str(), desired);
 
     let mut scaled = false;
     if desired != current {
@@ -1059,21 +1045,7 @@ async fn floor(
         }
     );
     ctx.metrics
-        .decisions
-        .get_or_create(&DecisionLabels {
-            namespace: ns.clone(),
-            autoscaler: name.clone(),
-            direction: dir,
-            reason: reason.as_str(),
-        })
-        .inc();
-    ctx.metrics
-        .desired_replicas
-        .get_or_create(&AutoscalerLabels {
-            namespace: ns.clone(),
-            autoscaler: name.clone(),
-        })
-        .set(i64::from(current.max(floor)));
+        .record_decision(&ns, &name, dir, reason.as_str(), current.max(floor));
     if floor != hpa_min {
         if ctx.settings.dry_run {
             publish(

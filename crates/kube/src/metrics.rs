@@ -55,6 +55,31 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one decision and sets the replicas it asked for.
+    pub fn record_decision(
+        &self,
+        namespace: &str,
+        autoscaler: &str,
+        direction: &'static str,
+        reason: &'static str,
+        desired: i32,
+    ) {
+        let labels = DecisionLabels {
+            namespace: namespace.to_owned(),
+            autoscaler: autoscaler.to_owned(),
+            direction,
+            reason,
+        };
+        self.decisions.get_or_create(&labels).inc();
+        let target = AutoscalerLabels {
+            namespace: namespace.to_owned(),
+            autoscaler: autoscaler.to_owned(),
+        };
+        self.desired_replicas
+            .get_or_create(&target)
+            .set(i64::from(desired));
+    }
+
     /// Creates the families and registers them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
