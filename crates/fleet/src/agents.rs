@@ -32,6 +32,24 @@ pub enum Phase {
     },
     /// Asked to exit (SIGTERM); it deregisters and finishes in-flight calls.
     Stopping,
+    /// Crashed; restarted on its ports at `until`. Like a pod in CrashLoopBackOff it is still a replica, and
+    /// it stays a scrape target, so monitoring sees it down.
+    CrashBackoff {
+        until: Instant,
+    },
+}
+
+/// Restart delays as the kubelet's: 10 s after the first crash, doubling up to 5 minutes, and forgotten once an
+/// agent has run for 10 minutes.
+const FIRST_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+fn backoff(consecutive_crashes: u32) -> Duration {
+    let doublings = consecutive_crashes.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
 }
 
 pub struct Agent {
@@ -40,6 +58,8 @@ pub struct Agent {
     pub metrics: SocketAddr,
     pub phase: Phase,
     pub started: Instant,
+    /// Crashes since the agent last ran for `BACKOFF_RESET`.
+    crashes: u32,
     child: Child,
 }
 
@@ -47,6 +67,17 @@ impl Agent {
     /// The gateway's name for this agent (its upstream URL).
     pub fn upstream(&self) -> String {
         format!("http://{}", self.mcp)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Asks a child process to exit (SIGTERM), as Kubernetes does before it kills a container.
+pub(crate) fn terminate_child(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
 }
 
@@ -80,7 +111,7 @@ impl Agents {
         &self.list
     }
 
-    /// Agents counted as replicas: running or draining (a draining agent still serves its sessions).
+    /// Agents counted as replicas: running, draining (it still serves its sessions) or waiting to restart.
     pub fn current(&self) -> usize {
         self.list
             .iter()
@@ -104,6 +135,7 @@ impl Agents {
             metrics,
             phase: Phase::Running,
             started: Instant::now(),
+            crashes: 0,
             child,
         });
         Ok(id)
@@ -154,42 +186,68 @@ impl Agents {
             })
     }
 
-    /// Notices exited agents: a running agent that exited crashed and is restarted on its ports; a stopping one
-    /// is gone. Returns a line per event for the log.
-    pub fn reap(&mut self) -> Vec<String> {
+    /// Notices exited agents and restarts crashed ones once their back-off is over: a running agent that exited
+    /// crashed; a draining or stopping one is gone. Returns a line per event for the log.
+    pub fn reap(&mut self, now: Instant) -> Vec<String> {
         let mut events = Vec::new();
         let mut index = 0;
         while index < self.list.len() {
-            let exited = self.list[index].child.try_wait().ok().flatten();
-            let Some(status) = exited else {
-                index += 1;
-                continue;
-            };
-            let agent = &self.list[index];
-            if agent.phase == Phase::Stopping {
-                events.push(format!("agent {} stopped ({status})", agent.id));
-                self.list.remove(index);
-                continue;
-            }
-            let (id, mcp, metrics) = (agent.id, agent.mcp, agent.metrics);
-            match self.start(id, mcp, metrics) {
-                Ok(child) => {
-                    self.restarts += 1;
-                    events.push(format!(
-                        "agent {id} exited unexpectedly ({status}); restarted"
-                    ));
-                    let agent = &mut self.list[index];
-                    agent.child = child;
-                    agent.started = Instant::now();
-                    index += 1;
+            let agent = &mut self.list[index];
+            match agent.phase {
+                Phase::CrashBackoff { until } if now >= until => {
+                    let (id, mcp, metrics) = (agent.id, agent.mcp, agent.metrics);
+                    match self.start(id, mcp, metrics) {
+                        Ok(child) => {
+                            self.restarts += 1;
+                            events.push(format!("agent {id} restarted"));
+                            let agent = &mut self.list[index];
+                            agent.child = child;
+                            agent.started = now;
+                            agent.phase = Phase::Running;
+                        }
+                        Err(error) => {
+                            events.push(format!("agent {id} could not be restarted: {error}"));
+                            self.list.remove(index);
+                            continue;
+                        }
+                    }
                 }
-                Err(error) => {
-                    events.push(format!(
-                        "agent {id} exited ({status}) and could not be restarted: {error}"
-                    ));
-                    self.list.remove(index);
+                Phase::CrashBackoff { .. } => {}
+                Phase::Stopping => {
+                    if let Some(status) = agent.child.try_wait().ok().flatten() {
+                        events.push(format!("agent {} stopped ({status})", agent.id));
+                        self.list.remove(index);
+                        continue;
+                    }
+                }
+                Phase::Draining { .. } => {
+                    // It was leaving anyway: no restart.
+                    if let Some(status) = agent.child.try_wait().ok().flatten() {
+                        events.push(format!(
+                            "agent {} exited while draining ({status})",
+                            agent.id
+                        ));
+                        self.list.remove(index);
+                        continue;
+                    }
+                }
+                Phase::Running => {
+                    if let Some(status) = agent.child.try_wait().ok().flatten() {
+                        if now.duration_since(agent.started) >= BACKOFF_RESET {
+                            agent.crashes = 0;
+                        }
+                        agent.crashes += 1;
+                        let delay = backoff(agent.crashes);
+                        agent.phase = Phase::CrashBackoff { until: now + delay };
+                        events.push(format!(
+                            "agent {} exited unexpectedly ({status}); restarting in {} s",
+                            agent.id,
+                            delay.as_secs()
+                        ));
+                    }
                 }
             }
+            index += 1;
         }
         events
     }
@@ -207,10 +265,11 @@ impl Agents {
     /// Sends SIGTERM: the agent deregisters, refuses new sessions and finishes in-flight calls, then exits.
     pub fn terminate(&mut self, id: u32) {
         if let Some(agent) = self.list.iter_mut().find(|a| a.id == id) {
-            agent.phase = Phase::Stopping;
-            if let Ok(pid) = i32::try_from(agent.child.id()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            // An agent waiting to restart has no process left: signalling its old pid could hit a stranger.
+            if !matches!(agent.phase, Phase::CrashBackoff { .. }) {
+                terminate_child(&agent.child);
             }
+            agent.phase = Phase::Stopping;
         }
     }
 
@@ -242,6 +301,29 @@ impl Drop for Agents {
         for agent in &mut self.list {
             let _ = agent.child.kill();
             let _ = agent.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_back_off_doubles_from_ten_seconds_up_to_five_minutes() {
+        for (crashes, seconds) in [
+            (1, 10),
+            (2, 20),
+            (3, 40),
+            (5, 160),
+            (6, 300),
+            (u32::MAX, 300),
+        ] {
+            assert_eq!(
+                backoff(crashes),
+                Duration::from_secs(seconds),
+                "after {crashes} crashes"
+            );
         }
     }
 }

@@ -20,7 +20,8 @@ pub struct AgentView {
     pub id: u32,
     pub endpoint: String,
     pub metrics: String,
-    /// `running`, `draining` or `stopping`.
+    pub pid: u32,
+    /// `running`, `draining`, `stopping` or `crash-backoff`.
     pub phase: String,
     pub sessions: u64,
     pub in_flight: f64,
@@ -31,6 +32,8 @@ pub struct Live {
     pub history: History,
     pub agents: Vec<AgentView>,
     pub desired: u32,
+    /// Firing alerts from Alertmanager; `None` when the fleet runs without it.
+    pub alerts: Option<Vec<crate::FiringAlert>>,
 }
 
 #[derive(Clone)]
@@ -87,7 +90,7 @@ async fn status(State(console): State<Console>) -> Response {
             let endpoint = format!("{}/mcp", a.endpoint);
             json!({
                 "id": a.id, "endpoint": endpoint, "health": health_of(&endpoint), "phase": a.phase,
-                "sessions": a.sessions, "in_flight": a.in_flight, "metrics": a.metrics,
+                "sessions": a.sessions, "in_flight": a.in_flight, "metrics": a.metrics, "pid": a.pid,
             })
         })
         .collect();
@@ -100,7 +103,8 @@ async fn status(State(console): State<Console>) -> Response {
         "p95_ms": last.and_then(|s| s.p95_seconds).map(|s| s * 1000.0),
         "in_flight": last.map(|s| s.in_flight),
         "restarts": live.history.restarts,
-        "alerts": [],
+        "alerts": live.alerts.clone().unwrap_or_default(),
+        "monitoring": live.alerts.is_some(),
         "addresses": console.addresses,
     });
     axum::Json(body).into_response()
@@ -209,6 +213,7 @@ const PAGE: &str = r#"<!doctype html>
  <img id="chart-latency" alt="p95 latency" src="/chart/latency.svg">
  <img id="chart-queue" alt="in flight" src="/chart/queue.svg">
 </div>
+<h2>Alerts firing</h2><table id="alerts"></table>
 <h2>Agents</h2><table id="agents"></table>
 <h2>Scaling decisions</h2><table id="decisions"></table>
 <script>
@@ -220,9 +225,15 @@ async function refresh() {
     `<span>replicas <b>${s.replicas.current}</b> / desired <b>${s.replicas.desired}</b></span>` +
     `<span>rate <b>${text(s.rate && s.rate.toFixed(1))}</b> req/s</span>` +
     `<span>p95 <b>${text(s.p95_ms && s.p95_ms.toFixed(0))}</b> ms</span>` +
-    `<span>in flight <b>${text(s.in_flight)}</b></span><span>restarts <b>${s.restarts}</b></span>`;
+    `<span>in flight <b>${text(s.in_flight)}</b></span><span>restarts <b>${s.restarts}</b></span>` +
+    `<span>alerts firing <b>${s.monitoring ? s.alerts.length : "–"}</b></span>`;
   document.getElementById("agents").innerHTML = "<tr><th>agent</th><th>endpoint</th><th>health</th><th>phase</th><th>sessions</th></tr>" +
     s.instances.map(i => `<tr><td>${i.id}</td><td>${esc(i.endpoint)}</td><td class="${esc(i.health)}">${esc(i.health)}</td><td>${esc(i.phase)}</td><td>${i.sessions}</td></tr>`).join("");
+  document.getElementById("alerts").innerHTML = !s.monitoring
+    ? "<tr><td>Prometheus and Alertmanager are not running with this fleet.</td></tr>"
+    : s.alerts.length === 0 ? "<tr><td>none</td></tr>"
+    : "<tr><th>alert</th><th>severity</th><th>where</th><th>summary</th></tr>" + s.alerts.map(a =>
+      `<tr><td>${esc(a.name)}</td><td>${esc(a.severity)}</td><td>${esc(a.labels.pod || a.labels.service || "")}</td><td>${esc(a.summary)}</td></tr>`).join("");
   document.getElementById("decisions").innerHTML = "<tr><th>t (s)</th><th>replicas</th><th>why</th></tr>" +
     s.decisions.map(d => `<tr><td>${d.t.toFixed(0)}</td><td>${d.current} → ${d.desired}</td><td>${esc(d.explanation)}</td></tr>`).join("");
   for (const name of ["load", "replicas", "latency", "queue"]) {

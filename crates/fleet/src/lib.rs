@@ -5,6 +5,7 @@ mod agents;
 mod autoscale;
 mod chart;
 mod console;
+mod monitoring;
 mod signals;
 mod state;
 
@@ -21,11 +22,13 @@ use mcpulse_telemetry::Exposition;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+pub use monitoring::{FiringAlert, MonitoringSettings};
 pub use state::{FleetFile, Sample};
 
 use crate::agents::{AgentTemplate, Agents, Phase};
 use crate::autoscale::{AgentLoad, Autoscaler};
 use crate::console::{AgentView, Console, Live};
+use crate::monitoring::{AgentTarget, Monitoring};
 use crate::state::DecisionRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,8 @@ pub struct FleetConfig {
     pub agent_args: Vec<String>,
     /// The `mcpulse` binary agents are started from.
     pub mcpulse: PathBuf,
+    /// Prometheus and Alertmanager, when installed; `None` runs without them.
+    pub monitoring: Option<MonitoringSettings>,
 }
 
 impl FleetConfig {
@@ -120,6 +125,8 @@ pub struct StatusLine {
     pub p95_ms: Option<f64>,
     pub in_flight: f64,
     pub restarts: u64,
+    /// Alerts firing in Alertmanager; `None` without monitoring.
+    pub alerts_firing: Option<usize>,
 }
 
 impl std::fmt::Display for StatusLine {
@@ -131,7 +138,11 @@ impl std::fmt::Display for StatusLine {
             f,
             "replicas {}/{} (current/desired) · {:.1} req/s · p95 {p95} · in flight {:.0} · restarts {}",
             self.current, self.desired, self.rate, self.in_flight, self.restarts
-        )
+        )?;
+        match self.alerts_firing {
+            Some(firing) => write!(f, " · alerts firing {firing}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -183,6 +194,7 @@ pub async fn run(
     });
     let registry = mcpulse_registry::bind(registry_config).await?;
     let registry_addr = registry.local_addr()?;
+    let registry_metrics = registry.metrics_addr()?;
     let registry_task = tokio::spawn(registry.run(stop_signal()));
     let registry_url = format!("http://{registry_addr}");
 
@@ -232,6 +244,20 @@ pub async fn run(
         on_event(&format!("started agent {id}"));
     }
 
+    let mut monitoring = match &config.monitoring {
+        Some(settings) => {
+            start_monitoring(
+                settings,
+                &config.data_dir,
+                registry_metrics,
+                bound.metrics,
+                &mut on_event,
+            )
+            .await
+        }
+        None => None,
+    };
+
     let console_listener = tokio::net::TcpListener::bind(config.console)
         .await
         .map_err(io(format!("listen on --console {}", config.console)))?;
@@ -244,6 +270,8 @@ pub async fn run(
             .local_addr()
             .map_err(io("console address".into()))?
             .to_string(),
+        prometheus: monitoring.as_ref().map(|m| m.prometheus_addr.to_string()),
+        alertmanager: monitoring.as_ref().map(|m| m.alertmanager_addr.to_string()),
     };
     let live = Arc::new(Mutex::new(Live {
         desired: config.agents,
@@ -293,10 +321,10 @@ pub async fn run(
             _ = ticker.tick() => {}
             () = &mut shutdown => break,
         }
-        for event in agents.reap() {
+        let now = Instant::now();
+        for event in agents.reap(now) {
             on_event(&event);
         }
-        let now = Instant::now();
         let scrape = scrape(&http, &addresses.gateway_metrics).await;
         let upstreams = upstream_status(&http, &addresses.gateway_metrics).await;
         let in_flight_now = scrape
@@ -324,13 +352,17 @@ pub async fn run(
 
         if now.duration_since(last_decision) >= config.sync_period {
             last_decision = now;
+            // An agent waiting to restart is an unready replica, as a crash-looping pod is to the HPA.
             let loads: Vec<AgentLoad> = agents
-                .running()
+                .all()
+                .iter()
+                .filter(|a| matches!(a.phase, Phase::Running | Phase::CrashBackoff { .. }))
                 .map(|a| AgentLoad {
                     name: a.upstream(),
                     started: autoscale::now().minus(a.started.elapsed()),
-                    in_flight: load_sums
-                        .get(&a.upstream())
+                    in_flight: (a.phase == Phase::Running)
+                        .then(|| load_sums.get(&a.upstream()))
+                        .flatten()
                         .map(|(sum, n)| sum / f64::from((*n).max(1))),
                 })
                 .collect();
@@ -366,6 +398,22 @@ pub async fn run(
             }
         }
         finish_drains(&mut agents, &upstreams, config.drain_timeout, &mut on_event);
+        let mut alerts = None;
+        if let Some(monitoring) = &mut monitoring {
+            let targets: Vec<AgentTarget> = agents
+                .all()
+                .iter()
+                .filter(|a| a.phase != Phase::Stopping)
+                .map(|a| AgentTarget {
+                    id: a.id,
+                    metrics: a.metrics,
+                })
+                .collect();
+            if let Err(error) = monitoring.set_agents(&targets) {
+                on_event(&format!("Prometheus discovery not updated: {error}"));
+            }
+            alerts = monitoring.firing(&http).await;
+        }
 
         let current = u32::try_from(agents.current()).unwrap_or(u32::MAX);
         let in_flight: f64 = in_flight_now.values().sum();
@@ -383,6 +431,7 @@ pub async fn run(
             live.history.restarts = agents.restarts;
             live.desired = desired;
             live.agents = agent_views(&agents, &upstreams, &in_flight_now);
+            live.alerts.clone_from(&alerts);
         }
         on_status(&StatusLine {
             current,
@@ -391,16 +440,58 @@ pub async fn run(
             p95_ms: p95.map(|s| s * 1000.0),
             in_flight,
             restarts: agents.restarts,
+            alerts_firing: alerts.as_ref().map(Vec::len),
         });
     }
 
     on_event("stopping: agents drain and exit, then the gateway and registry stop");
-    tokio::task::block_in_place(|| agents.stop_all(Duration::from_secs(15)));
+    tokio::task::block_in_place(|| {
+        agents.stop_all(Duration::from_secs(15));
+        if let Some(monitoring) = &mut monitoring {
+            monitoring.stop(Duration::from_secs(10));
+        }
+    });
     let _ = stop.send(true);
     let _ = meter_task.await;
     let _ = registry_task.await;
     let _ = std::fs::remove_file(&fleet_file);
     Ok(())
+}
+
+/// Starts Prometheus and Alertmanager when both are installed. The fleet works without them, so a missing or
+/// failing install is an event, not an error.
+async fn start_monitoring(
+    settings: &MonitoringSettings,
+    data_dir: &std::path::Path,
+    registry_metrics: Option<SocketAddr>,
+    gateway_metrics: SocketAddr,
+    on_event: &mut impl FnMut(&str),
+) -> Option<Monitoring> {
+    let Some(binaries) = monitoring::find_binaries() else {
+        on_event(
+            "Prometheus and Alertmanager are not installed, so no alerts (on Debian: apt-get install prometheus \
+             prometheus-alertmanager); the autoscaler reads the gateway's metrics directly",
+        );
+        return None;
+    };
+    let started = Monitoring::start(
+        binaries,
+        &data_dir.join("prometheus"),
+        &data_dir.join("logs"),
+        settings,
+        registry_metrics,
+        gateway_metrics,
+    )
+    .await;
+    match started {
+        Ok(monitoring) => Some(monitoring),
+        Err(error) => {
+            on_event(&format!(
+                "running without Prometheus and Alertmanager: {error}"
+            ));
+            None
+        }
+    }
 }
 
 /// What the forecaster believes: the request rate in 5-second steps is forecast 30 s ahead, and each instant's
@@ -573,10 +664,12 @@ fn agent_views(
                     .map_or(0, |u| u.sessions),
                 in_flight: in_flight.get(&upstream).copied().unwrap_or(0.0),
                 metrics: a.metrics.to_string(),
+                pid: a.pid(),
                 phase: match a.phase {
                     Phase::Running => "running",
                     Phase::Draining { .. } => "draining",
                     Phase::Stopping => "stopping",
+                    Phase::CrashBackoff { .. } => "crash-backoff",
                 }
                 .to_owned(),
                 endpoint: upstream,

@@ -67,6 +67,11 @@ pub struct FleetFile {
     pub gateway: String,
     pub gateway_metrics: String,
     pub console: String,
+    /// Absent when the fleet runs without Prometheus and Alertmanager.
+    #[serde(default)]
+    pub prometheus: Option<String>,
+    #[serde(default)]
+    pub alertmanager: Option<String>,
 }
 
 impl FleetFile {

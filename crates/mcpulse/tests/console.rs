@@ -48,6 +48,13 @@ async fn the_console_shows_live_charts_in_a_browser() {
                 &format!("127.0.0.1:{console}"),
             ])
             .args(["--registry", &format!("127.0.0.1:{registry}")])
+            // Prometheus and Alertmanager, when installed, on free ports: a developer's own may hold 9090.
+            .args([
+                "--prometheus",
+                "127.0.0.1:0",
+                "--alertmanager",
+                "127.0.0.1:0",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,6 +1,7 @@
 //! `mcpulse up` end to end: under a load that rises and falls, the fleet scales out and back in, the scale-in
 //! loses no call (drained agents end their sessions; the gateway tells clients to start anew), and `mcpulse
-//! status` reports it all.
+//! status` reports it all; with Prometheus and Alertmanager installed, killing the agent fires the agent-down
+//! alert, and the restarted agent clears it.
 
 mod support;
 
@@ -62,6 +63,8 @@ async fn the_fleet_scales_out_under_load_and_back_in_without_losing_calls() {
                 "2",
                 "--drain-timeout",
                 "5s",
+                // The alert test below runs Prometheus; this one is about scaling.
+                "--no-monitoring",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -193,5 +196,166 @@ async fn the_fleet_scales_out_under_load_and_back_in_without_losing_calls() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(up);
+    let _ = std::fs::remove_dir_all(data);
+}
+
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+fn firing<'a>(status: &'a Value, alert: &str) -> Option<&'a Value> {
+    status["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == alert)
+}
+
+/// Polls `mcpulse status --json` until `check` accepts it.
+async fn wait_for_status(
+    data_dir: &str,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Some(s) = status(data_dir).await {
+            if check(&s) {
+                return s;
+            }
+            last = s;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{what} within {within:?}; last status: {last}");
+}
+
+#[tokio::test]
+async fn a_killed_agent_fires_the_agent_down_alert_until_it_is_restarted() {
+    if !(installed("prometheus")
+        && (installed("prometheus-alertmanager") || installed("alertmanager")))
+    {
+        assert!(
+            std::env::var_os("MCPULSE_REQUIRE_EXTERNAL").is_none(),
+            "prometheus and prometheus-alertmanager are missing; run scripts/setup.sh"
+        );
+        eprintln!("skipped: prometheus and prometheus-alertmanager are not installed");
+        return;
+    }
+    let data = std::env::temp_dir().join(format!("mcpulse-up-alerts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let data_dir = data.to_str().unwrap().to_owned();
+    let port = |p: u16| format!("127.0.0.1:{p}");
+    let mut up = Running(
+        Command::new(MCPULSE)
+            .args([
+                "up",
+                "--data-dir",
+                &data_dir,
+                "--agents",
+                "1",
+                "--max-replicas",
+                "1",
+            ])
+            .args([
+                "--gateway",
+                &port(free_port()),
+                "--console",
+                &port(free_port()),
+            ])
+            .args(["--registry", &port(free_port())])
+            .args([
+                "--prometheus",
+                "127.0.0.1:0",
+                "--alertmanager",
+                "127.0.0.1:0",
+            ])
+            .args(["--scrape-interval", "1s", "--alert-pending-max", "2s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let ready = wait_for_status(
+        &data_dir,
+        "Prometheus scraping a healthy agent",
+        Duration::from_secs(60),
+        |s| s["monitoring"] == true && s["instances"][0]["health"] == "healthy",
+    )
+    .await;
+    let prometheus = ready["addresses"]["prometheus"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let query = format!("http://{prometheus}/api/v1/query?query=up%7Bjob%3D%22mcpulse-agent%22%7D");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer: Value = reqwest::get(&query).await.unwrap().json().await.unwrap();
+        let result = &answer["data"]["result"][0];
+        if result["value"][1] == "1" {
+            assert_eq!(result["metric"]["pod"], "agent-1", "{answer}");
+            assert_eq!(result["metric"]["namespace"], "local", "{answer}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped the agent: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        firing(&ready, "McpAgentDown").is_none(),
+        "no agent-down alert while the agent serves: {ready}"
+    );
+
+    let pid = ready["instances"][0]["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let down = wait_for_status(
+        &data_dir,
+        "McpAgentDown firing after the kill",
+        Duration::from_secs(30),
+        |s| firing(s, "McpAgentDown").is_some(),
+    )
+    .await;
+    let alert = firing(&down, "McpAgentDown").unwrap();
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert_eq!(alert["labels"]["service"], "mcpulse-agent", "{alert}");
+    assert_eq!(down["instances"][0]["phase"], "crash-backoff", "{down}");
+    assert!(
+        firing(&down, "McpulseTargetDown").is_none(),
+        "the critical alert inhibits the warning for the same service, as in production: {down}"
+    );
+
+    wait_for_status(
+        &data_dir,
+        "the agent restarted and the alert resolved",
+        Duration::from_secs(60),
+        |s| {
+            s["restarts"] == 1
+                && s["instances"][0]["phase"] == "running"
+                && firing(s, "McpAgentDown").is_none()
+        },
+    )
+    .await;
+
+    // Ctrl-C (here SIGTERM) stops everything `up` started, Prometheus included.
+    let exit = up
+        .terminate(Duration::from_secs(30))
+        .expect("up exits on SIGTERM");
+    assert!(exit.success(), "up exited with {exit}");
+    assert!(
+        reqwest::get(format!("http://{prometheus}/-/ready"))
+            .await
+            .is_err(),
+        "Prometheus still answers after up stopped"
+    );
     let _ = std::fs::remove_dir_all(data);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mcpulse_fleet::{FleetConfig, FleetFile};
+use mcpulse_fleet::{FleetConfig, FleetFile, MonitoringSettings};
 use serde_json::Value;
 
 use crate::units::parse_duration;
@@ -21,7 +21,12 @@ use crate::units::parse_duration;
     http://GATEWAY/mcp,
   - the autoscaler: the Kubernetes HPA algorithm on in-flight requests per agent, starting agents and
     draining the ones with the fewest sessions,
-  - a console at http://CONSOLE/ with live charts and the decision log (JSON at /api/status).
+  - a console at http://CONSOLE/ with live charts and the decision log (JSON at /api/status),
+  - if `prometheus` and `prometheus-alertmanager` (or `alertmanager`) are on the PATH: both, configured
+    from DATA_DIR/prometheus with the project's recording rules and alerts, scraping the registry, the
+    gateway and every agent (labels namespace=\"local\", service, pod=\"agent-N\").
+A crashed agent is restarted after a back-off (10 s, doubling to 5 min, as the kubelet does); meanwhile it
+is down for Prometheus, so the agent-down alerts see it.
 Ctrl-C stops everything cleanly. `mcpulse status --data-dir DATA_DIR` shows the fleet from another terminal.
 
 TRY IT:
@@ -70,6 +75,21 @@ pub struct UpArgs {
     /// Calls each agent runs at once
     #[arg(long, default_value_t = 4)]
     agent_workers: usize,
+    /// Where Prometheus listens (a free port is used if this one is taken)
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    prometheus: SocketAddr,
+    /// Where Alertmanager listens (a free port is used if this one is taken)
+    #[arg(long, default_value = "127.0.0.1:9093")]
+    alertmanager: SocketAddr,
+    /// How often Prometheus scrapes and evaluates rules
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    scrape_interval: Duration,
+    /// Cap every alert's `for:` wait at this, so alerts fire in seconds in a demo (default: the project's own)
+    #[arg(long, value_parser = parse_duration)]
+    alert_pending_max: Option<Duration>,
+    /// Do not start Prometheus and Alertmanager even if they are installed
+    #[arg(long)]
+    no_monitoring: bool,
 }
 
 pub async fn up(args: UpArgs) -> Result<i32> {
@@ -97,6 +117,12 @@ pub async fn up(args: UpArgs) -> Result<i32> {
         ],
         mcpulse: std::env::current_exe()
             .context("cannot find the mcpulse binary to start agents from")?,
+        monitoring: (!args.no_monitoring).then_some(MonitoringSettings {
+            prometheus: args.prometheus,
+            alertmanager: args.alertmanager,
+            scrape_interval: args.scrape_interval,
+            pending_max: args.alert_pending_max,
+        }),
     };
     let live = std::io::stderr().is_terminal();
     let mut last_print = std::time::Instant::now();
@@ -115,6 +141,12 @@ pub async fn up(args: UpArgs) -> Result<i32> {
                 "  metrics       http://{}/metrics",
                 addresses.gateway_metrics
             );
+            if let (Some(prometheus), Some(alertmanager)) =
+                (&addresses.prometheus, &addresses.alertmanager)
+            {
+                eprintln!("  Prometheus    http://{prometheus}/  (alerts: /alerts)");
+                eprintln!("  Alertmanager  http://{alertmanager}/");
+            }
             eprintln!("Ctrl-C stops everything.");
         },
         |status| {
@@ -184,12 +216,29 @@ pub async fn status(args: StatusArgs) -> Result<i32> {
     for agent in status["instances"].as_array().into_iter().flatten() {
         println!(
             "{:<6} {:<34} {:<12} {:<9} {:>8}",
-            agent["id"],
+            agent["id"].as_u64().unwrap_or(0),
             agent["endpoint"].as_str().unwrap_or(""),
             agent["health"].as_str().unwrap_or(""),
             agent["phase"].as_str().unwrap_or(""),
             agent["sessions"]
         );
+    }
+    if status["monitoring"].as_bool() == Some(true) {
+        let alerts = status["alerts"].as_array().map_or(&[][..], Vec::as_slice);
+        println!("\nFIRING ALERTS ({})", alerts.len());
+        for alert in alerts {
+            let pod = alert["labels"]["pod"]
+                .as_str()
+                .map_or(String::new(), |p| format!(" pod={p}"));
+            println!(
+                "  {:<28} {:<9}{pod}  {}",
+                alert["name"].as_str().unwrap_or(""),
+                alert["severity"].as_str().unwrap_or(""),
+                alert["summary"].as_str().unwrap_or("")
+            );
+        }
+    } else {
+        println!("\nALERTS: no Prometheus/Alertmanager in this fleet");
     }
     println!("\nRECENT DECISIONS");
     for decision in status["decisions"].as_array().into_iter().flatten().take(5) {

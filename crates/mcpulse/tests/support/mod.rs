@@ -55,13 +55,38 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A child process killed when dropped, so a failing test leaves nothing behind.
+/// A child process stopped when dropped, so a failing test leaves nothing behind: SIGTERM first, so that
+/// `mcpulse up` stops the processes it started, then SIGKILL.
 pub struct Running(pub Child);
+
+impl Running {
+    /// SIGTERM, then waits up to `grace` for the exit; `None` if it is still running.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if self.terminate(Duration::from_secs(20)).is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
