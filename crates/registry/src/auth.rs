@@ -72,6 +72,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether this principal may write every server name, so no record need be read to check.
+    pub fn may_write_all(&self) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Publisher => self.namespace.is_none(),
+            Role::Reader => false,
+        }
+    }
+
     /// Whether this principal may write `server_name`: admins always, publishers inside their glob.
     pub fn may_write(&self, server_name: &str) -> bool {
         match self.role {
@@ -244,6 +253,25 @@ mod tests {
         );
         assert!(!p(Role::Publisher, Some("io.a/*")).may_write("com.b/x"));
         assert!(!p(Role::Reader, None).may_write("io.a/x"));
+        let all = [
+            (Role::Admin, Some("io.a/*"), true, "admins write anything"),
+            (
+                Role::Publisher,
+                None,
+                true,
+                "an unscoped publisher writes anything",
+            ),
+            (
+                Role::Publisher,
+                Some("*"),
+                false,
+                "a glob is checked, even one matching all",
+            ),
+            (Role::Reader, None, false, "readers write nothing"),
+        ];
+        for (role, ns, want, why) in all {
+            assert_eq!(p(role, ns).may_write_all(), want, "{why}");
+        }
         assert!("owner".parse::<Role>().is_err());
         assert!(validate_namespace("io.example/*").is_ok());
         assert!(validate_namespace("io example").is_err());

@@ -11,11 +11,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime, Time};
 
+use crate::cache::PageKey;
 use crate::catalogue::rfc3339;
 use crate::error::{FieldError, RegistryError};
 use crate::state::{AppState, check_namespace, json_body};
@@ -128,6 +130,24 @@ impl HealthPolicy {
             gone_before: now - self.gone_after,
             probe_failures: self.probe_failures,
         }
+    }
+
+    /// The first instant from which an instance that last beat at `heartbeat` may be in another
+    /// state than at `at` by the passing of time alone; `None` once it is gone for good.
+    /// Conservative by a hair: at the returned instant itself the state has not changed yet.
+    pub fn next_change(
+        &self,
+        heartbeat: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
+        // Past the end of representable time nothing changes; `checked_add` keeps that from panicking.
+        let unhealthy =
+            heartbeat.checked_add(time::Duration::try_from(self.unhealthy_after).ok()?)?;
+        if at <= unhealthy {
+            return Some(unhealthy);
+        }
+        let gone = heartbeat.checked_add(time::Duration::try_from(self.gone_after).ok()?)?;
+        (at <= gone).then_some(gone)
     }
 
     pub fn state(&self, instance: &InstanceRecord, now: OffsetDateTime) -> HealthState {
@@ -332,9 +352,14 @@ fn unknown_instance(id: &str) -> RegistryError {
     ))
 }
 
-/// Loads an instance the caller may write, so a publisher cannot touch another namespace's.
+/// Checks the caller may write the instance, so a publisher cannot touch another namespace's.
+/// Only a namespace-scoped token needs the instance read first; a missing instance is then
+/// reported by the write itself.
 async fn writable(state: &AppState, headers: &HeaderMap, id: &str) -> Result<(), RegistryError> {
     let principal = state.authorize_writer(headers).await?;
+    if principal.may_write_all() {
+        return Ok(());
+    }
     let instance = state
         .storage()
         .instance(id)
@@ -402,7 +427,7 @@ pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<Value>, RegistryError> {
+) -> Result<Response, RegistryError> {
     state.authorize_read(&headers).await?;
     let Query(p) = params.map_err(|e| {
         RegistryError::BadRequest(format!("query string is invalid: {}", e.body_text()))
@@ -428,12 +453,27 @@ pub async fn list(
             ))
         })?),
     };
-    let cutoffs = state.options().health.cutoffs(now);
-    let query = InstanceQuery {
+    let key = PageKey {
         server_name: p.server_name.filter(|s| !s.is_empty()),
-        after: p.cursor.filter(|s| !s.is_empty()),
+        cursor: p.cursor.filter(|s| !s.is_empty()),
+        limit,
+    };
+    // The version is read before the rows, so a page stored under it is at least that new.
+    let version = match health {
+        Some(_) => None,
+        None => state.storage().data_version().await?,
+    };
+    if let Some(version) = &version
+        && let Some(body) = state.pages().get(&key, version, now)
+    {
+        return Ok(json_response(body));
+    }
+    let policy = state.options().health;
+    let query = InstanceQuery {
+        server_name: key.server_name.clone(),
+        after: key.cursor.clone(),
         limit: limit + 1,
-        health: health.map(|h| (h, cutoffs)),
+        health: health.map(|h| (h, policy.cutoffs(now))),
     };
     let mut rows = state.storage().list_instances(&query).await?;
     let page = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -443,13 +483,39 @@ pub async fn list(
     } else {
         None
     };
-    let policy = state.options().health;
     let instances: Vec<Value> = rows.iter().map(|i| view(i, policy.state(i, now))).collect();
     let mut metadata = json!({"count": instances.len()});
     if let Some(cursor) = next_cursor {
         metadata["nextCursor"] = json!(cursor);
     }
-    Ok(Json(json!({"instances": instances, "metadata": metadata})))
+    let body = Bytes::from(
+        serde_json::to_vec(&json!({"instances": instances, "metadata": metadata})).map_err(
+            |e| RegistryError::Corrupt(format!("cannot serialise an instance page: {e}")),
+        )?,
+    );
+    if let Some(version) = version {
+        let valid_until = rows
+            .iter()
+            .filter_map(|i| policy.next_change(i.last_heartbeat_at, now))
+            .min()
+            .unwrap_or(OffsetDateTime::new_utc(Date::MAX, Time::MAX));
+        state
+            .pages()
+            .insert(key, version, now, valid_until, body.clone());
+    }
+    Ok(json_response(body))
+}
+
+/// A 200 with a JSON body serialised earlier, as `Json` would have sent it.
+fn json_response(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -533,6 +599,52 @@ mod tests {
             };
             assert_eq!(policy.state(&instance, now), want, "{why}");
         }
+    }
+
+    #[test]
+    fn next_state_change_by_time_alone() {
+        let policy = HealthPolicy::default();
+        let beat = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let at = |s: i64| beat + time::Duration::seconds(s);
+        let cases = [
+            (0, Some(at(30)), "healthy until the unhealthy limit"),
+            (
+                30,
+                Some(at(30)),
+                "at the limit itself it may change the next instant",
+            ),
+            (31, Some(at(300)), "unhealthy until the gone limit"),
+            (300, Some(at(300)), "at the gone limit itself"),
+            (301, None, "gone stays gone as time passes"),
+        ];
+        for (elapsed, want, why) in cases {
+            assert_eq!(policy.next_change(beat, at(elapsed)), want, "{why}");
+        }
+        for (elapsed, want, why) in cases {
+            let Some(change) = want else { continue };
+            let instance = InstanceRecord {
+                id: "i".into(),
+                server_name: "io.a/x".into(),
+                version: "1".into(),
+                endpoint: "http://h/".into(),
+                labels: BTreeMap::new(),
+                registered_at: beat,
+                last_heartbeat_at: beat,
+                probe: None,
+            };
+            let just_before = change - time::Duration::nanoseconds(1);
+            assert_eq!(
+                policy.state(&instance, at(elapsed).max(just_before)),
+                policy.state(&instance, at(elapsed)),
+                "{why}: no change before the returned instant"
+            );
+        }
+        let end = OffsetDateTime::new_utc(Date::MAX, Time::MAX);
+        assert_eq!(
+            policy.next_change(end, end),
+            None,
+            "no panic past representable time"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bench;
+mod cache;
 mod catalogue;
 mod error;
 pub mod instances;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use auth::Role;
+pub use cache::TOKEN_TTL;
 pub use catalogue::{OFFICIAL_META_KEY, server_response};
 pub use error::{FieldError, RegistryError};
 pub use instances::{Cutoffs, HealthPolicy, HealthState};
@@ -330,6 +332,8 @@ pub async fn create_token(
 }
 
 /// Revokes a token given either the token itself or its id (the 16 hex digits after `mcpr_`).
+/// Running replicas trust a token they checked for [`TOKEN_TTL`], so they refuse it at most
+/// that long after this returns.
 pub async fn revoke_token(storage: &StorageConfig, token_or_id: &str) -> Result<(), RegistryError> {
     let id = auth::token_id(token_or_id).unwrap_or(token_or_id);
     let revoked = storage::open(storage)

@@ -9,6 +9,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::auth::{self, Principal, Role};
+use crate::cache::{PageCache, TOKEN_TTL, TokenCache};
 use crate::error::{FieldError, RegistryError};
 use crate::instances::HealthPolicy;
 use crate::metrics::RegistryMetrics;
@@ -48,6 +49,10 @@ struct Inner {
     metrics: RegistryMetrics,
     options: ServiceOptions,
     clock: Clock,
+    /// Spares each authenticated request a storage read; see [`TOKEN_TTL`] for revocation.
+    tokens: Arc<TokenCache>,
+    /// Serialised instance pages, keyed on storage's data version.
+    pages: Arc<PageCache>,
 }
 
 impl AppState {
@@ -64,6 +69,8 @@ impl AppState {
                 metrics,
                 options,
                 clock: Arc::new(OffsetDateTime::now_utc),
+                tokens: Arc::new(TokenCache::new(TOKEN_TTL)),
+                pages: Arc::new(PageCache::default()),
             }),
         }
     }
@@ -77,6 +84,8 @@ impl AppState {
                 metrics: inner.metrics.clone(),
                 options: inner.options.clone(),
                 clock,
+                tokens: inner.tokens.clone(),
+                pages: inner.pages.clone(),
             }),
         }
     }
@@ -95,6 +104,10 @@ impl AppState {
 
     pub fn now(&self) -> OffsetDateTime {
         (self.inner.clock)()
+    }
+
+    pub(crate) fn pages(&self) -> &PageCache {
+        &self.inner.pages
     }
 
     /// Recomputes the fleet gauges from storage.
@@ -126,7 +139,15 @@ impl AppState {
             .map(str::trim)
             .ok_or_else(invalid)?;
         let id = auth::token_id(token).ok_or_else(invalid)?;
-        let record = self.storage().find_token(id).await?.ok_or_else(invalid)?;
+        let now = self.now();
+        let record = match self.inner.tokens.get(id, now) {
+            Some(record) => record,
+            None => {
+                let record = self.storage().find_token(id).await?.ok_or_else(invalid)?;
+                self.inner.tokens.insert(record.clone(), now);
+                record
+            }
+        };
         if !auth::verify(token, &record) {
             return Err(invalid());
         }

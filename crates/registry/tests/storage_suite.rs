@@ -258,8 +258,29 @@ async fn instances(s: &dyn Storage) {
         instance("i1", "io.example/a", t(100))
     );
 
+    let before = s.data_version().await.unwrap();
+    let (beat, previous) = s.heartbeat("i2", t(99)).await.unwrap().unwrap();
+    assert_eq!((beat.last_heartbeat_at, previous), (t(99), t(50)));
+    let after = s.data_version().await.unwrap();
+    assert!(
+        before.is_some() && before != after,
+        "a committed write moves the data version: {before:?} then {after:?}"
+    );
     let (beat, previous) = s.heartbeat("i2", t(101)).await.unwrap().unwrap();
-    assert_eq!((beat.last_heartbeat_at, previous), (t(101), t(50)));
+    assert_eq!(
+        (beat.last_heartbeat_at, previous),
+        (t(101), t(99)),
+        "the previous heartbeat is the one before this beat, not the registration"
+    );
+    assert_eq!(
+        beat,
+        {
+            let mut want = instance("i2", "io.example/a", t(50));
+            want.last_heartbeat_at = t(101);
+            want
+        },
+        "the heartbeat returns the whole updated record"
+    );
     assert_eq!(s.heartbeat("missing", t(101)).await.unwrap(), None);
 
     let q = |f: fn(&mut InstanceQuery)| {

@@ -9,8 +9,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    InstanceQuery, InstanceRecord, InstanceSummary, ProbeTarget, ServerQuery, ServerRecord, Status,
-    Storage, VersionSelector,
+    DataVersion, InstanceQuery, InstanceRecord, InstanceSummary, ProbeTarget, ServerQuery,
+    ServerRecord, Status, Storage, VersionSelector,
 };
 use crate::auth::TokenRecord;
 use crate::error::RegistryError;
@@ -50,6 +50,10 @@ impl Instrumented {
 impl Storage for Instrumented {
     async fn ping(&self) -> Result<(), RegistryError> {
         self.timed("ping", self.inner.ping()).await
+    }
+
+    async fn data_version(&self) -> Result<Option<DataVersion>, RegistryError> {
+        self.timed("data_version", self.inner.data_version()).await
     }
 
     async fn publish(

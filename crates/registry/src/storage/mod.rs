@@ -156,12 +156,29 @@ pub struct InstanceSummary {
     pub oldest_live_heartbeat: Option<OffsetDateTime>,
 }
 
+/// Identifies what a back end's data looked like at one moment: two equal versions read the same
+/// data, and a version read after an acknowledged write differs from every one read before it.
+/// Lets callers cache what they derive from reads (see [`Storage::data_version`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DataVersion {
+    /// A count of this process's writes (SQLite, owned by one process).
+    Counter(u64),
+    /// A database snapshot shared by every replica (PostgreSQL).
+    Snapshot(String),
+}
+
 /// Everything the registry persists. Implementations must make each method atomic and durable
 /// before returning: replicas are stateless and a returned write is acknowledged to a client.
+/// Durable means it survives the registry process dying; PostgreSQL also survives the machine
+/// dying, SQLite (WAL, synchronous=NORMAL) may lose the last commits to an OS crash or power cut.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), RegistryError>;
+
+    /// The current [`DataVersion`], or `None` when this back end cannot tell. Read it before the
+    /// data it keys: whatever is read afterwards is at least as new as the version.
+    async fn data_version(&self) -> Result<Option<DataVersion>, RegistryError>;
 
     /// Stores a new version, moving `is_latest` to it when it is newer by [`is_newer`].
     /// A (name, version) that exists already is a [`RegistryError::Conflict`].

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use super::sql::sql_storage;
 use super::{
-    InstanceQuery, InstanceRecord, InstanceSummary, ServerQuery, ServerRecord, Status, Storage,
-    VersionSelector,
+    DataVersion, InstanceQuery, InstanceRecord, InstanceSummary, ServerQuery, ServerRecord, Status,
+    Storage, VersionSelector,
 };
 use crate::auth::TokenRecord;
 use crate::error::RegistryError;
@@ -71,6 +71,14 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "INSERT INTO instance_probes (instance_id, lease_expires_at, consecutive_failures) SELECT id, 0, 0 FROM instances",
         ],
     ),
+    (
+        3,
+        &[
+            // The heartbeat before the last, written by the same UPDATE that moves the last one
+            // (SET expressions read the old row), so a heartbeat is one statement, not a transaction.
+            "ALTER TABLE instances ADD COLUMN previous_heartbeat_at BIGINT",
+        ],
+    ),
 ];
 
 /// Storage in a PostgreSQL database.
@@ -104,6 +112,30 @@ impl PostgresStorage {
             .execute(&mut *tx)
             .await?;
         Ok(tx)
+    }
+
+    /// Where single-statement writes go.
+    fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Replicas share the database, so the version must come from it, not from this process.
+    async fn versioned<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        write.await
+    }
+
+    /// The current snapshot (`xmin:xmax:in-progress`): equal snapshots see the same committed
+    /// transactions, hence the same data, and a transaction committed (so acknowledged) before
+    /// this call is in it. Any commit in the cluster changes it, so it errs towards misses.
+    async fn current_version(&self) -> Result<Option<DataVersion>, RegistryError> {
+        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|source| RegistryError::Storage {
+                operation: "data_version",
+                source,
+            })?;
+        Ok(Some(DataVersion::Snapshot(snapshot)))
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Both back ends accept the same statements (`$N` parameters, `RETURNING`, partial indexes), so one
 //! macro expands the same code for each pool type instead of a generic impl with long trait bounds.
-//! Each back end supplies `self.pool` and `begin_write`, which serialises writers on one key.
+//! Each back end supplies `self.pool` (reads), `writes()` (single-statement writes), `begin_write`
+//! (a transaction serialising writers on one key), `versioned` (wraps every write) and
+//! `current_version`.
 
 /// Columns of `servers` in the order every query selects them.
 macro_rules! server_columns {
@@ -163,6 +165,10 @@ macro_rules! sql_storage {
                     .map_err(|source| RegistryError::Storage { operation: "ping", source })
             }
 
+            async fn data_version(&self) -> Result<Option<DataVersion>, RegistryError> {
+                self.current_version().await
+            }
+
             async fn publish(
                 &self,
                 name: &str,
@@ -170,63 +176,65 @@ macro_rules! sql_storage {
                 server: &Value,
                 now: OffsetDateTime,
             ) -> Result<ServerRecord, RegistryError> {
-                let err = |source| RegistryError::Storage { operation: "publish", source };
-                let mut tx = self.begin_write(name).await.map_err(err)?;
-                let exists: Option<String> =
-                    sqlx::query_scalar("SELECT version FROM servers WHERE name = $1 AND version = $2")
-                        .bind(name)
-                        .bind(version)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                if exists.is_some() {
-                    return Err(RegistryError::Conflict(format!(
-                        "{name} version {version} is already published and versions are immutable; publish a new version"
-                    )));
-                }
-                let current: Option<(String, i64)> =
-                    sqlx::query_as("SELECT version, published_at FROM servers WHERE name = $1 AND is_latest = $2")
-                        .bind(name)
-                        .bind(true)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                let is_latest = match &current {
-                    None => true,
-                    Some((current, at)) => crate::storage::is_newer(
-                        version,
-                        now,
-                        current,
-                        crate::storage::from_micros(*at)?,
-                    ),
-                };
-                if is_latest {
-                    sqlx::query("UPDATE servers SET is_latest = $2 WHERE name = $1 AND is_latest = $3")
-                        .bind(name)
-                        .bind(false)
-                        .bind(true)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                }
-                let at = crate::storage::to_micros(now);
-                let row = sqlx::query(concat!(
-                    "INSERT INTO servers (", crate::storage::sql::server_columns!(), ") ",
-                    "VALUES ($1, $2, $3, $4, NULL, $5, $5, $5, $6) RETURNING ",
-                    crate::storage::sql::server_columns!()
-                ))
-                .bind(name)
-                .bind(version)
-                .bind(server.to_string())
-                .bind(Status::Active.as_str())
-                .bind(at)
-                .bind(is_latest)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(err)?;
-                let record = server_from_row(&row)?;
-                tx.commit().await.map_err(err)?;
-                Ok(record)
+                self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "publish", source };
+                    let mut tx = self.begin_write(name).await.map_err(err)?;
+                    let exists: Option<String> =
+                        sqlx::query_scalar("SELECT version FROM servers WHERE name = $1 AND version = $2")
+                            .bind(name)
+                            .bind(version)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(err)?;
+                    if exists.is_some() {
+                        return Err(RegistryError::Conflict(format!(
+                            "{name} version {version} is already published and versions are immutable; publish a new version"
+                        )));
+                    }
+                    let current: Option<(String, i64)> =
+                        sqlx::query_as("SELECT version, published_at FROM servers WHERE name = $1 AND is_latest = $2")
+                            .bind(name)
+                            .bind(true)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(err)?;
+                    let is_latest = match &current {
+                        None => true,
+                        Some((current, at)) => crate::storage::is_newer(
+                            version,
+                            now,
+                            current,
+                            crate::storage::from_micros(*at)?,
+                        ),
+                    };
+                    if is_latest {
+                        sqlx::query("UPDATE servers SET is_latest = $2 WHERE name = $1 AND is_latest = $3")
+                            .bind(name)
+                            .bind(false)
+                            .bind(true)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(err)?;
+                    }
+                    let at = crate::storage::to_micros(now);
+                    let row = sqlx::query(concat!(
+                        "INSERT INTO servers (", crate::storage::sql::server_columns!(), ") ",
+                        "VALUES ($1, $2, $3, $4, NULL, $5, $5, $5, $6) RETURNING ",
+                        crate::storage::sql::server_columns!()
+                    ))
+                    .bind(name)
+                    .bind(version)
+                    .bind(server.to_string())
+                    .bind(Status::Active.as_str())
+                    .bind(at)
+                    .bind(is_latest)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    let record = server_from_row(&row)?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(record)
+                }).await
             }
 
             async fn list_servers(&self, query: &ServerQuery) -> Result<Vec<ServerRecord>, RegistryError> {
@@ -306,42 +314,46 @@ macro_rules! sql_storage {
                 message: Option<&str>,
                 now: OffsetDateTime,
             ) -> Result<Vec<ServerRecord>, RegistryError> {
-                let err = |source| RegistryError::Storage { operation: "set_status", source };
-                let mut tx = self.begin_write(name).await.map_err(err)?;
-                let rows = sqlx::query(concat!(
-                    "UPDATE servers SET ",
-                    "status_changed_at = CASE WHEN status <> $3 THEN $5 ELSE status_changed_at END, ",
-                    "status = $3, status_message = $4, updated_at = $5 ",
-                    "WHERE name = $1 AND ($2 IS NULL OR version = $2) RETURNING ",
-                    crate::storage::sql::server_columns!()
-                ))
-                .bind(name)
-                .bind(version)
-                .bind(status.as_str())
-                .bind(message)
-                .bind(crate::storage::to_micros(now))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(err)?;
-                tx.commit().await.map_err(err)?;
-                let mut records = rows.iter().map(server_from_row).collect::<Result<Vec<_>, _>>()?;
-                records.sort_by(|a, b| b.published_at.cmp(&a.published_at).then_with(|| b.version.cmp(&a.version)));
-                Ok(records)
+                self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "set_status", source };
+                    let mut tx = self.begin_write(name).await.map_err(err)?;
+                    let rows = sqlx::query(concat!(
+                        "UPDATE servers SET ",
+                        "status_changed_at = CASE WHEN status <> $3 THEN $5 ELSE status_changed_at END, ",
+                        "status = $3, status_message = $4, updated_at = $5 ",
+                        "WHERE name = $1 AND ($2 IS NULL OR version = $2) RETURNING ",
+                        crate::storage::sql::server_columns!()
+                    ))
+                    .bind(name)
+                    .bind(version)
+                    .bind(status.as_str())
+                    .bind(message)
+                    .bind(crate::storage::to_micros(now))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    tx.commit().await.map_err(err)?;
+                    let mut records = rows.iter().map(server_from_row).collect::<Result<Vec<_>, _>>()?;
+                    records.sort_by(|a, b| b.published_at.cmp(&a.published_at).then_with(|| b.version.cmp(&a.version)));
+                    Ok(records)
+                }).await
             }
 
             async fn insert_token(&self, token: &TokenRecord, now: OffsetDateTime) -> Result<(), RegistryError> {
-                sqlx::query(
-                    "INSERT INTO tokens (id, hash, role, namespace, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
-                )
-                .bind(&token.id)
-                .bind(&token.hash)
-                .bind(token.role.as_str())
-                .bind(token.namespace.as_deref())
-                .bind(crate::storage::to_micros(now))
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err(|source| RegistryError::Storage { operation: "insert_token", source })
+                self.versioned(async {
+                    sqlx::query(
+                        "INSERT INTO tokens (id, hash, role, namespace, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+                    )
+                    .bind(&token.id)
+                    .bind(&token.hash)
+                    .bind(token.role.as_str())
+                    .bind(token.namespace.as_deref())
+                    .bind(crate::storage::to_micros(now))
+                    .execute(self.writes())
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| RegistryError::Storage { operation: "insert_token", source })
+                }).await
             }
 
             async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, RegistryError> {
@@ -359,39 +371,43 @@ macro_rules! sql_storage {
             }
 
             async fn revoke_token(&self, id: &str, now: OffsetDateTime) -> Result<bool, RegistryError> {
-                let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                    .bind(id)
-                    .bind(crate::storage::to_micros(now))
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|source| RegistryError::Storage { operation: "revoke_token", source })?;
-                Ok(done.rows_affected() > 0)
+                self.versioned(async {
+                    let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                        .bind(id)
+                        .bind(crate::storage::to_micros(now))
+                        .execute(self.writes())
+                        .await
+                        .map_err(|source| RegistryError::Storage { operation: "revoke_token", source })?;
+                    Ok(done.rows_affected() > 0)
+                }).await
             }
 
             async fn register_instance(&self, instance: &InstanceRecord) -> Result<(), RegistryError> {
-                let err = |source| RegistryError::Storage { operation: "register_instance", source };
-                let mut tx = self.pool.begin().await.map_err(err)?;
-                sqlx::query(concat!(
-                    "INSERT INTO instances (", crate::storage::sql::instance_columns!(), ") ",
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                ))
-                .bind(&instance.id)
-                .bind(&instance.server_name)
-                .bind(&instance.version)
-                .bind(&instance.endpoint)
-                .bind(crate::storage::labels_json(&instance.labels))
-                .bind(crate::storage::to_micros(instance.registered_at))
-                .bind(crate::storage::to_micros(instance.last_heartbeat_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-                // A lease row that is already due, so a new instance is probed on the next round.
-                sqlx::query("INSERT INTO instance_probes (instance_id, lease_expires_at, consecutive_failures) VALUES ($1, 0, 0)")
+                self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "register_instance", source };
+                    let mut tx = self.writes().begin().await.map_err(err)?;
+                    sqlx::query(concat!(
+                        "INSERT INTO instances (", crate::storage::sql::instance_columns!(), ") ",
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    ))
                     .bind(&instance.id)
+                    .bind(&instance.server_name)
+                    .bind(&instance.version)
+                    .bind(&instance.endpoint)
+                    .bind(crate::storage::labels_json(&instance.labels))
+                    .bind(crate::storage::to_micros(instance.registered_at))
+                    .bind(crate::storage::to_micros(instance.last_heartbeat_at))
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;
-                tx.commit().await.map_err(err)
+                    // A lease row that is already due, so a new instance is probed on the next round.
+                    sqlx::query("INSERT INTO instance_probes (instance_id, lease_expires_at, consecutive_failures) VALUES ($1, 0, 0)")
+                        .bind(&instance.id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    tx.commit().await.map_err(err)
+                }).await
             }
 
             async fn heartbeat(
@@ -399,31 +415,30 @@ macro_rules! sql_storage {
                 id: &str,
                 now: OffsetDateTime,
             ) -> Result<Option<(InstanceRecord, OffsetDateTime)>, RegistryError> {
-                let err = |source| RegistryError::Storage { operation: "heartbeat", source };
-                let mut tx = self.begin_write(id).await.map_err(err)?;
-                let previous: Option<i64> =
-                    sqlx::query_scalar("SELECT last_heartbeat_at FROM instances WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                let Some(previous) = previous else {
-                    return Ok(None);
-                };
-                sqlx::query("UPDATE instances SET last_heartbeat_at = $2 WHERE id = $1")
+                self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "heartbeat", source };
+                    // One statement: SET reads the old row, so the previous heartbeat moves aside in
+                    // the same atomic write, and the probe columns come back by primary-key lookups.
+                    let row = sqlx::query(concat!(
+                        "UPDATE instances SET previous_heartbeat_at = last_heartbeat_at, last_heartbeat_at = $2 ",
+                        "WHERE id = $1 RETURNING ", crate::storage::sql::instance_columns!(), ", previous_heartbeat_at, ",
+                        "(SELECT probed_at FROM instance_probes WHERE instance_id = $1) AS probed_at, ",
+                        "(SELECT ok FROM instance_probes WHERE instance_id = $1) AS ok, ",
+                        "(SELECT latency_us FROM instance_probes WHERE instance_id = $1) AS latency_us, ",
+                        "(SELECT error FROM instance_probes WHERE instance_id = $1) AS error, ",
+                        "(SELECT consecutive_failures FROM instance_probes WHERE instance_id = $1) AS consecutive_failures"
+                    ))
                     .bind(id)
                     .bind(crate::storage::to_micros(now))
-                    .execute(&mut *tx)
+                    .fetch_optional(self.writes())
                     .await
                     .map_err(err)?;
-                let row = sqlx::query(concat!(crate::storage::sql::instance_select!(), " WHERE i.id = $1"))
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                let record = instance_from_row(&row)?;
-                tx.commit().await.map_err(err)?;
-                Ok(Some((record, crate::storage::from_micros(previous)?)))
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    let previous: i64 = sqlx::Row::try_get(&row, "previous_heartbeat_at").map_err(err)?;
+                    Ok(Some((instance_from_row(&row)?, crate::storage::from_micros(previous)?)))
+                }).await
             }
 
             async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, RegistryError> {
@@ -436,12 +451,14 @@ macro_rules! sql_storage {
             }
 
             async fn deregister_instance(&self, id: &str) -> Result<bool, RegistryError> {
-                let done = sqlx::query("DELETE FROM instances WHERE id = $1")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|source| RegistryError::Storage { operation: "deregister_instance", source })?;
-                Ok(done.rows_affected() > 0)
+                self.versioned(async {
+                    let done = sqlx::query("DELETE FROM instances WHERE id = $1")
+                        .bind(id)
+                        .execute(self.writes())
+                        .await
+                        .map_err(|source| RegistryError::Storage { operation: "deregister_instance", source })?;
+                    Ok(done.rows_affected() > 0)
+                }).await
             }
 
             async fn list_instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceRecord>, RegistryError> {
@@ -504,42 +521,44 @@ macro_rules! sql_storage {
                 live_since: OffsetDateTime,
                 limit: u32,
             ) -> Result<Vec<crate::storage::ProbeTarget>, RegistryError> {
-                let err = |source| RegistryError::Storage { operation: "claim_probes", source };
-                let until = crate::storage::to_micros(lease_until);
-                // The outer `lease_expires_at <= $3` is re-checked against the newest row version
-                // when a concurrent claim updated it first, so a lease is never granted twice.
-                sqlx::query(concat!(
-                    "UPDATE instance_probes SET lease_holder = $1, lease_expires_at = $2 ",
-                    "WHERE lease_expires_at <= $3 AND instance_id IN (",
-                    "SELECT p.instance_id FROM instance_probes p JOIN instances i ON i.id = p.instance_id ",
-                    // Only plain-HTTP endpoints: the prober has no TLS client (https ones are judged
-                    // by heartbeats alone).
-                    "WHERE p.lease_expires_at <= $3 AND i.last_heartbeat_at >= $4 AND i.endpoint LIKE 'http://%' ",
-                    "ORDER BY p.lease_expires_at LIMIT $5", $skip_locked, ")"
-                ))
-                .bind(holder)
-                .bind(until)
-                .bind(crate::storage::to_micros(now))
-                .bind(crate::storage::to_micros(live_since))
-                .bind(i64::from(limit))
-                .execute(&self.pool)
-                .await
-                .map_err(err)?;
-                // The holder is unique per prober and `until` per claim, so this reads back exactly
-                // the rows this call won.
-                let rows: Vec<(String, String)> = sqlx::query_as(concat!(
-                    "SELECT i.id, i.endpoint FROM instances i JOIN instance_probes p ON p.instance_id = i.id ",
-                    "WHERE p.lease_holder = $1 AND p.lease_expires_at = $2 ORDER BY i.id"
-                ))
-                .bind(holder)
-                .bind(until)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, endpoint)| crate::storage::ProbeTarget { id, endpoint })
-                    .collect())
+                self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "claim_probes", source };
+                    let until = crate::storage::to_micros(lease_until);
+                    // The outer `lease_expires_at <= $3` is re-checked against the newest row version
+                    // when a concurrent claim updated it first, so a lease is never granted twice.
+                    sqlx::query(concat!(
+                        "UPDATE instance_probes SET lease_holder = $1, lease_expires_at = $2 ",
+                        "WHERE lease_expires_at <= $3 AND instance_id IN (",
+                        "SELECT p.instance_id FROM instance_probes p JOIN instances i ON i.id = p.instance_id ",
+                        // Only plain-HTTP endpoints: the prober has no TLS client (https ones are judged
+                        // by heartbeats alone).
+                        "WHERE p.lease_expires_at <= $3 AND i.last_heartbeat_at >= $4 AND i.endpoint LIKE 'http://%' ",
+                        "ORDER BY p.lease_expires_at LIMIT $5", $skip_locked, ")"
+                    ))
+                    .bind(holder)
+                    .bind(until)
+                    .bind(crate::storage::to_micros(now))
+                    .bind(crate::storage::to_micros(live_since))
+                    .bind(i64::from(limit))
+                    .execute(self.writes())
+                    .await
+                    .map_err(err)?;
+                    // The holder is unique per prober and `until` per claim, so this reads back exactly
+                    // the rows this call won.
+                    let rows: Vec<(String, String)> = sqlx::query_as(concat!(
+                        "SELECT i.id, i.endpoint FROM instances i JOIN instance_probes p ON p.instance_id = i.id ",
+                        "WHERE p.lease_holder = $1 AND p.lease_expires_at = $2 ORDER BY i.id"
+                    ))
+                    .bind(holder)
+                    .bind(until)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(id, endpoint)| crate::storage::ProbeTarget { id, endpoint })
+                        .collect())
+                }).await
             }
 
             async fn record_probe(
@@ -550,20 +569,22 @@ macro_rules! sql_storage {
                 latency: Option<std::time::Duration>,
                 error: Option<&str>,
             ) -> Result<bool, RegistryError> {
-                let done = sqlx::query(concat!(
-                    "UPDATE instance_probes SET probed_at = $2, ok = $3, latency_us = $4, error = $5, ",
-                    "consecutive_failures = CASE WHEN $3 THEN 0 ELSE consecutive_failures + 1 END ",
-                    "WHERE instance_id = $1"
-                ))
-                .bind(id)
-                .bind(crate::storage::to_micros(at))
-                .bind(ok)
-                .bind(latency.map(|l| i64::try_from(l.as_micros()).unwrap_or(i64::MAX)))
-                .bind(error)
-                .execute(&self.pool)
-                .await
-                .map_err(|source| RegistryError::Storage { operation: "record_probe", source })?;
-                Ok(done.rows_affected() > 0)
+                self.versioned(async {
+                    let done = sqlx::query(concat!(
+                        "UPDATE instance_probes SET probed_at = $2, ok = $3, latency_us = $4, error = $5, ",
+                        "consecutive_failures = CASE WHEN $3 THEN 0 ELSE consecutive_failures + 1 END ",
+                        "WHERE instance_id = $1"
+                    ))
+                    .bind(id)
+                    .bind(crate::storage::to_micros(at))
+                    .bind(ok)
+                    .bind(latency.map(|l| i64::try_from(l.as_micros()).unwrap_or(i64::MAX)))
+                    .bind(error)
+                    .execute(self.writes())
+                    .await
+                    .map_err(|source| RegistryError::Storage { operation: "record_probe", source })?;
+                    Ok(done.rows_affected() > 0)
+                }).await
             }
         }
     };
