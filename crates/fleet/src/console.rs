@@ -34,6 +34,7 @@ pub struct Live {
     pub desired: u32,
     /// Firing alerts from Alertmanager; `None` when the fleet runs without it.
     pub alerts: Option<Vec<crate::FiringAlert>>,
+    pub prediction: crate::predict::Prediction,
 }
 
 #[derive(Clone)]
@@ -103,6 +104,7 @@ async fn status(State(console): State<Console>) -> Response {
         "p95_ms": last.and_then(|s| s.p95_seconds).map(|s| s * 1000.0),
         "in_flight": last.map(|s| s.in_flight),
         "restarts": live.history.restarts,
+        "prediction": live.prediction,
         "alerts": live.alerts.clone().unwrap_or_default(),
         "monitoring": live.alerts.is_some(),
         "addresses": console.addresses,
@@ -144,15 +146,28 @@ async fn chart(State(console): State<Console>, Path(name): Path<String>) -> Resp
             "replicas" => {
                 let lines = [
                     Line {
-                        name: "desired",
+                        name: "desired (applied)",
                         points: series(&|s| Some(f64::from(s.desired_replicas))),
                     },
                     Line {
                         name: "current",
                         points: series(&|s| Some(f64::from(s.current_replicas))),
                     },
+                    Line {
+                        name: "reactive (HPA)",
+                        points: series(&|s| Some(f64::from(s.desired_reactive))),
+                    },
+                    Line {
+                        name: "predictive",
+                        points: series(&|s| s.desired_predictive.map(f64::from)),
+                    },
                 ];
-                line_chart("Replicas: desired vs current", "agents", &lines, &[])
+                line_chart(
+                    "Replicas: desired per policy vs current",
+                    "agents",
+                    &lines,
+                    &[],
+                )
             }
             "latency" => {
                 let lines = [Line {
@@ -226,7 +241,9 @@ async function refresh() {
     `<span>rate <b>${text(s.rate && s.rate.toFixed(1))}</b> req/s</span>` +
     `<span>p95 <b>${text(s.p95_ms && s.p95_ms.toFixed(0))}</b> ms</span>` +
     `<span>in flight <b>${text(s.in_flight)}</b></span><span>restarts <b>${s.restarts}</b></span>` +
-    `<span>alerts firing <b>${s.monitoring ? s.alerts.length : "–"}</b></span>`;
+    `<span>alerts firing <b>${s.monitoring ? s.alerts.length : "–"}</b></span>` +
+    `<span>prediction <b>${s.prediction.state === "trusted" ? s.prediction.replicas + " agents" : "off"}</b>` +
+    `${s.prediction.state === "trusted" ? "" : " (" + esc(s.prediction.reason) + ")"}</span>`;
   document.getElementById("agents").innerHTML = "<tr><th>agent</th><th>endpoint</th><th>health</th><th>phase</th><th>sessions</th></tr>" +
     s.instances.map(i => `<tr><td>${i.id}</td><td>${esc(i.endpoint)}</td><td class="${esc(i.health)}">${esc(i.health)}</td><td>${esc(i.phase)}</td><td>${i.sessions}</td></tr>`).join("");
   document.getElementById("alerts").innerHTML = !s.monitoring

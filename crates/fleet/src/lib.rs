@@ -6,6 +6,7 @@ mod autoscale;
 mod chart;
 mod console;
 mod monitoring;
+mod predict;
 mod signals;
 mod state;
 
@@ -29,6 +30,7 @@ use crate::agents::{AgentTemplate, Agents, Phase};
 use crate::autoscale::{AgentLoad, Autoscaler};
 use crate::console::{AgentView, Console, Live};
 use crate::monitoring::{AgentTarget, Monitoring};
+use crate::predict::{Prediction, Predictor, Tick};
 use crate::state::DecisionRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,8 @@ pub struct FleetConfig {
     pub mcpulse: PathBuf,
     /// Prometheus and Alertmanager, when installed; `None` runs without them.
     pub monitoring: Option<MonitoringSettings>,
+    /// Add agents ahead of a forecast rise (once forecasts have proved good), on top of the reactive HPA.
+    pub predictive: bool,
 }
 
 impl FleetConfig {
@@ -314,7 +318,11 @@ pub async fn run(
     let mut load_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
     let mut last_decision = Instant::now();
     let mut desired = config.agents;
-    let mut predictor = Predictor::default();
+    let mut predictor = Predictor::new(config.target_in_flight);
+    let mut prediction = Prediction::Off {
+        reason: "no decision yet".into(),
+    };
+    let mut reactive = config.agents;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -348,7 +356,12 @@ pub async fn run(
             None => (0.0, None),
         };
         previous = Some((now, counts));
-        predictor.observe(started.elapsed().as_secs_f64(), rate);
+        predictor.observe(&Tick {
+            t: started.elapsed().as_secs_f64(),
+            rate,
+            serving: u32::try_from(agents.running().count()).unwrap_or(u32::MAX),
+            in_flight: in_flight_now.values().sum(),
+        });
 
         if now.duration_since(last_decision) >= config.sync_period {
             last_decision = now;
@@ -370,9 +383,30 @@ pub async fn run(
             let running = u32::try_from(loads.len()).unwrap_or(u32::MAX);
             match autoscaler.decide(&loads, running, autoscale::now()) {
                 Ok(decision) => {
-                    desired = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
-                    if decision.rescale {
-                        let line = decision.log_line();
+                    reactive = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
+                    prediction = if config.predictive {
+                        predictor.recommend(config.min_replicas, config.max_replicas)
+                    } else {
+                        Prediction::Off {
+                            reason: "switched off (--no-predictive)".into(),
+                        }
+                    };
+                    desired = reactive;
+                    let mut line = decision.log_line();
+                    if let Prediction::Trusted {
+                        replicas,
+                        peak_rate,
+                        capacity_per_agent,
+                    } = &prediction
+                        && *replicas > reactive
+                    {
+                        desired = *replicas;
+                        line = format!(
+                            "scale up {running} -> {desired} (predictive): forecast peak {peak_rate:.1} req/s within \
+                             10 s at {capacity_per_agent:.1} req/s per agent needs {desired}; reactive wanted {reactive}"
+                        );
+                    }
+                    if desired != running {
                         on_event(&line);
                         if let Ok(mut live) = live.lock() {
                             live.history.push_decision(DecisionRecord {
@@ -425,6 +459,11 @@ pub async fn run(
             current_replicas: current,
             desired_replicas: desired,
             forecast: predictor.band_for(started.elapsed().as_secs_f64()),
+            desired_reactive: reactive,
+            desired_predictive: match &prediction {
+                Prediction::Trusted { replicas, .. } => Some(*replicas),
+                Prediction::Off { .. } => None,
+            },
         };
         if let Ok(mut live) = live.lock() {
             live.history.push_sample(sample);
@@ -432,6 +471,7 @@ pub async fn run(
             live.desired = desired;
             live.agents = agent_views(&agents, &upstreams, &in_flight_now);
             live.alerts.clone_from(&alerts);
+            live.prediction = prediction.clone();
         }
         on_status(&StatusLine {
             current,
@@ -491,64 +531,6 @@ async fn start_monitoring(
             ));
             None
         }
-    }
-}
-
-/// What the forecaster believes: the request rate in 5-second steps is forecast 30 s ahead, and each instant's
-/// chart shows the band that was predicted for it 30 s earlier, so an operator can judge the forecaster before
-/// trusting it with capacity. (Locally the autoscaler acts on the reactive signal alone.)
-#[derive(Default)]
-struct Predictor {
-    steps: Vec<f64>,
-    current_step: (f64, u32),
-    due: std::collections::VecDeque<(f64, (f64, f64, f64))>,
-}
-
-impl Predictor {
-    const STEP_SECONDS: u32 = 5;
-    const LOOKAHEAD_STEPS: usize = 6;
-    /// Two hours of 5-second steps bound the fitting time.
-    const MAX_STEPS: usize = 1440;
-
-    fn observe(&mut self, t: f64, rate: f64) {
-        self.current_step.0 += rate;
-        self.current_step.1 += 1;
-        if self.current_step.1 < Self::STEP_SECONDS {
-            return;
-        }
-        self.steps
-            .push(self.current_step.0 / f64::from(self.current_step.1));
-        self.current_step = (0.0, 0);
-        if self.steps.len() > Self::MAX_STEPS {
-            self.steps.remove(0);
-        }
-        let config = mcpulse_scaler::forecast::ForecastConfig {
-            horizon: Self::LOOKAHEAD_STEPS,
-            max_history: Self::MAX_STEPS,
-            ..Default::default()
-        };
-        // Too little history yet is the normal start; the band simply appears once there is enough.
-        if let Ok(forecast) = mcpulse_scaler::forecast::forecast(&self.steps, &config)
-            && let Some(point) = forecast.points.last()
-        {
-            let lead = f64::from(Self::STEP_SECONDS) * Self::LOOKAHEAD_STEPS as f64;
-            self.due
-                .push_back((t + lead, (point.mean, point.lower, point.upper)));
-        }
-    }
-
-    /// The band predicted for instant `t`, if one came due.
-    fn band_for(&mut self, t: f64) -> Option<(f64, f64, f64)> {
-        let mut band = None;
-        while self.due.front().is_some_and(|(due, _)| *due <= t) {
-            band = self.due.pop_front().map(|(_, b)| b);
-        }
-        band.or_else(|| {
-            self.due
-                .front()
-                .filter(|(due, _)| *due - t < 1.0)
-                .map(|(_, b)| *b)
-        })
     }
 }
 
@@ -676,38 +658,4 @@ fn agent_views(
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_forecast_band_appears_once_there_is_history_and_follows_the_load() {
-        let mut predictor = Predictor::default();
-        let mut bands = Vec::new();
-        for second in 0..600 {
-            let t = f64::from(second);
-            // A slow wave around 50 requests/s.
-            predictor.observe(t, 50.0 + 10.0 * (t / 60.0).sin());
-            if let Some(band) = predictor.band_for(t) {
-                bands.push((t, band));
-            }
-        }
-        let first = bands
-            .first()
-            .map(|(t, _)| *t)
-            .expect("a band after ten minutes");
-        assert!(
-            first >= 240.0,
-            "no band before 48 five-second steps of history (first at {first} s)"
-        );
-        for (t, (mean, lower, upper)) in &bands {
-            assert!(lower <= mean && mean <= upper, "band ordered at {t}");
-            assert!(
-                (30.0..=70.0).contains(mean),
-                "the forecast tracks the load at {t}: {mean}"
-            );
-        }
-    }
 }

@@ -22,7 +22,12 @@ pub struct Sample {
     /// Requests being served or waiting, summed over agents.
     pub in_flight: f64,
     pub current_replicas: u32,
+    /// What was applied: the larger of the reactive and the trusted predictive recommendations.
     pub desired_replicas: u32,
+    /// The HPA algorithm's recommendation on in-flight requests.
+    pub desired_reactive: u32,
+    /// The forecast's recommendation, while prediction is trusted.
+    pub desired_predictive: Option<u32>,
     /// Forecast of the request rate for this instant, made one look-ahead earlier (when prediction is on).
     pub forecast: Option<(f64, f64, f64)>,
 }

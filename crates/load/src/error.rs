@@ -13,15 +13,16 @@ pub enum LoadError {
         field: &'static str,
         problem: String,
     },
-    /// The trace file could not be read.
-    #[error("cannot read --trace {}: {source}", path.display())]
+    /// The trace file could not be read. The cause is in the message, not a `source`, so a `{:#}` error chain
+    /// does not print it twice.
+    #[error("cannot read --trace {}: {cause}", path.display())]
     TraceRead {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The trace file was read but is not a usable trace.
-    #[error("--trace {}: {source}", path.display())]
-    Trace { path: PathBuf, source: SimError },
+    #[error("--trace {}: {cause}", path.display())]
+    Trace { path: PathBuf, cause: SimError },
     /// Not one of the sessions could be opened, so no call could be sent.
     #[error(
         "could not open any of {sessions} MCP sessions to {url}: {cause}; check that the server is up and \

@@ -60,9 +60,9 @@ impl RateShape {
     /// Reads a trace in the simulator's format (`timestamp,value` with values in requests/s, or a request
     /// log), optionally rescaled so its peak is `peak_rps`.
     pub fn from_trace_file(path: &Path, peak_rps: Option<f64>) -> Result<Self, LoadError> {
-        let read_error = |source| LoadError::TraceRead {
+        let read_error = |cause| LoadError::TraceRead {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let size = std::fs::metadata(path).map_err(read_error)?.len();
         if size > MAX_TRACE_BYTES as u64 {
@@ -75,9 +75,9 @@ impl RateShape {
             ));
         }
         let text = std::fs::read_to_string(path).map_err(read_error)?;
-        let trace_error = |source| LoadError::Trace {
+        let trace_error = |cause| LoadError::Trace {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let mut trace = parse_trace(&text, &TraceOptions::default()).map_err(trace_error)?;
         if let Some(peak) = peak_rps {

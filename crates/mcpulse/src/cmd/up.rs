@@ -20,7 +20,8 @@ use crate::units::parse_duration;
   - the metering gateway, which discovers healthy agents from the registry; MCP clients use
     http://GATEWAY/mcp,
   - the autoscaler: the Kubernetes HPA algorithm on in-flight requests per agent, starting agents and
-    draining the ones with the fewest sessions,
+    draining the ones with the fewest sessions; once 4 minutes of history have trained a forecast that beats
+    the naive one, it also adds agents ahead of a forecast rise (max of reactive and predictive),
   - a console at http://CONSOLE/ with live charts and the decision log (JSON at /api/status),
   - if `prometheus` and `prometheus-alertmanager` (or `alertmanager`) are on the PATH: both, configured
     from DATA_DIR/prometheus with the project's recording rules and alerts, scraping the registry, the
@@ -90,6 +91,9 @@ pub struct UpArgs {
     /// Do not start Prometheus and Alertmanager even if they are installed
     #[arg(long)]
     no_monitoring: bool,
+    /// Scale on the HPA algorithm alone: no agents added ahead of a forecast rise
+    #[arg(long)]
+    no_predictive: bool,
 }
 
 pub async fn up(args: UpArgs) -> Result<i32> {
@@ -123,6 +127,7 @@ pub async fn up(args: UpArgs) -> Result<i32> {
             scrape_interval: args.scrape_interval,
             pending_max: args.alert_pending_max,
         }),
+        predictive: !args.no_predictive,
     };
     let live = std::io::stderr().is_terminal();
     let mut last_print = std::time::Instant::now();
