@@ -18,21 +18,7 @@ pub struct FilledHistory {
 /// and guessing would hide a broken exporter.
 pub fn fill_gaps(history: &[f64]) -> Result<FilledHistory, ScalerError> {
     for (i, v) in history.iter().enumerate() {
-        if v.is_infinite() {
-            return Err(ScalerError::observation(
-                format!("history[{i}]"),
-                format!("{v} is not a finite value; pass NaN for a missing step"),
-            ));
-        }
-        if *v < 0.0 {
-            return Err(ScalerError::observation(
-                format!("history[{i}]"),
-                format!(
-                    "{v} is negative, but a load signal (request rate, queue depth) never is; \
-                     check the query that produced it"
-                ),
-            ));
-        }
+        check_value("history", i, *v)?;
     }
     let missing = history.iter().filter(|v| v.is_nan()).count();
     if missing > 0 && missing as f64 > MAX_MISSING_SHARE * history.len() as f64 {
@@ -74,6 +60,27 @@ pub fn fill_gaps(history: &[f64]) -> Result<FilledHistory, ScalerError> {
         values,
         filled: missing,
     })
+}
+
+/// Rejects `list[i]` when no load signal takes it (infinite or negative); NaN, a missing step, passes.
+pub(super) fn check_value(list: &str, i: usize, v: f64) -> Result<(), ScalerError> {
+    let field = || format!("{list}[{i}]");
+    if v.is_infinite() {
+        return Err(ScalerError::observation(
+            field(),
+            format!("{v} is not a finite value; pass NaN for a missing step"),
+        ));
+    }
+    if v < 0.0 {
+        return Err(ScalerError::observation(
+            field(),
+            format!(
+                "{v} is negative, but a load signal (request rate, queue depth) never is; \
+                 check the query that produced it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

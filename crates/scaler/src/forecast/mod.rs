@@ -6,11 +6,13 @@
 //! [`learn_capacity`], [`prediction_trustworthy`], [`combine_replicas`]) turn a forecast into a replica
 //! count that can only add capacity ahead of the reactive engine: the final count is
 //! `max(reactive, predictive)`, and prediction is switched off while it has been wrong recently.
+//! [`Forecaster`] keeps one workload's selection between refits, so most refits fit a single model.
 
 mod clean;
 mod csv;
 mod model;
 mod policy;
+mod refit;
 mod season;
 
 use serde::Serialize;
@@ -23,9 +25,10 @@ pub use policy::{
     Distrust, combine_replicas, learn_capacity, prediction_trustworthy, predictive_replicas,
     realized_mase,
 };
+pub use refit::{Forecaster, MAX_RESELECT_EVERY, Refit, RefitKind, RefitPolicy, SelectReason};
 pub use season::detect_periods;
 
-use model::Candidate;
+use model::{Candidate, EtsForm};
 
 /// Longest history [`forecast`] accepts in `max_history`; beyond it fitting time, not accuracy, grows.
 pub const MAX_HISTORY_LIMIT: usize = 100_000;
@@ -140,9 +143,27 @@ pub struct Forecast {
 /// step; see [`fill_gaps`]).
 ///
 /// Values are never negative, so forecasts and bounds are clamped at 0. A constant history gives a flat
-/// forecast with a zero-width interval (model `constant`, MASE 0).
+/// forecast with a zero-width interval (model `constant`, MASE 0). Every call runs the full model
+/// selection; [`Forecaster`] remembers it between refits of one workload.
 pub fn forecast(history: &[f64], config: &ForecastConfig) -> Result<Forecast, ScalerError> {
     config.validate()?;
+    match prepare(history, config)? {
+        Prepared::Constant(f) => Ok(f),
+        Prepared::Scaled { scaled, peak } => select(&scaled, peak, config).map(|(f, _)| f),
+    }
+}
+
+/// A history ready for the models.
+enum Prepared {
+    /// The history is constant: its forecast needs no model.
+    Constant(Forecast),
+    /// Gaps filled and divided by `peak`, its maximum (positive): MSTL works in f32 and ETS optimises in
+    /// absolute units, so a rate of 1e9 req/s or 1e-6 must look the same to them as one near 1.
+    Scaled { scaled: Vec<f64>, peak: f64 },
+}
+
+/// Fills the gaps of the newest `max_history` points and checks there are enough of them.
+fn prepare(history: &[f64], config: &ForecastConfig) -> Result<Prepared, ScalerError> {
     let recent = &history[history.len().saturating_sub(config.max_history)..];
     let filled = fill_gaps(recent)?;
     let y = filled.values;
@@ -172,35 +193,64 @@ pub fn forecast(history: &[f64], config: &ForecastConfig) -> Result<Forecast, Sc
             lower: hi,
             upper: hi,
         };
-        return Ok(Forecast {
-            model: "constant".to_owned(),
+        return Ok(Prepared::Constant(Forecast {
+            model: CONSTANT_MODEL.to_owned(),
             mase: 0.0,
             points: vec![point; config.horizon],
-        });
+        }));
     }
+    let scaled = y.iter().map(|v| v / hi).collect();
+    Ok(Prepared::Scaled { scaled, peak: hi })
+}
 
-    // Models see the series divided by its maximum: MSTL works in f32 and ETS optimises in absolute
-    // units, so a rate of 1e9 req/s or 1e-6 must look the same to them as one near 1.
-    let scaled: Vec<f64> = y.iter().map(|v| v / hi).collect();
-    let periods = detect_periods(&scaled);
+/// Model name of a constant history's forecast.
+const CONSTANT_MODEL: &str = "constant";
+
+/// What a full model selection chose: enough to refit the same model on newer data.
+#[derive(Debug, Clone, PartialEq)]
+struct Selection {
+    candidate: Candidate,
+    /// The ETS form the final fit chose, so a refit fits only that one.
+    form: Option<EtsForm>,
+    /// The candidate's backtest MASE.
+    mase: f64,
+}
+
+/// Detects the seasons of `scaled`, backtests every candidate, and forecasts with the best one that fits.
+fn select(
+    scaled: &[f64],
+    peak: f64,
+    config: &ForecastConfig,
+) -> Result<(Forecast, Selection), ScalerError> {
+    let periods = detect_periods(scaled);
     let candidates = Candidate::all(&periods, scaled.len());
-    let scale = naive_scale(&scaled);
+    let scale = naive_scale(scaled);
 
     let mut scored: Vec<(f64, &Candidate)> = candidates
         .iter()
         .filter_map(|c| {
-            backtest(c, &scaled, config.horizon, config.backtest_folds, scale).map(|m| (m, c))
+            backtest(c, scaled, config.horizon, config.backtest_folds, scale).map(|m| (m, c))
         })
         .collect();
     // Stable sort keeps the simpler candidate (listed first) on a tie.
     scored.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (mase, candidate) in scored {
-        if let Some(points) = candidate.predict(&scaled, config.horizon, Some(config.level)) {
-            return Ok(Forecast {
+        if let Some(fitted) = candidate.predict(scaled, config.horizon, Some(config.level), None) {
+            let forecast = Forecast {
                 model: candidate.name(),
                 mase,
-                points: points.into_iter().map(|p| rescale(p, hi)).collect(),
-            });
+                points: fitted
+                    .points
+                    .into_iter()
+                    .map(|p| rescale(p, peak))
+                    .collect(),
+            };
+            let selection = Selection {
+                candidate: candidate.clone(),
+                form: fitted.form,
+                mase,
+            };
+            return Ok((forecast, selection));
         }
     }
     // Seasonal naive cannot fail on a finite series of this length; this keeps the promise of no panic.
@@ -231,8 +281,8 @@ fn backtest(
     let mut count = 0usize;
     for k in 1..=folds {
         let origin = y.len().checked_sub(k * horizon)?;
-        let points = candidate.predict(&y[..origin], horizon, None)?;
-        for (p, actual) in points.iter().zip(&y[origin..origin + horizon]) {
+        let fitted = candidate.predict(&y[..origin], horizon, None, None)?;
+        for (p, actual) in fitted.points.iter().zip(&y[origin..origin + horizon]) {
             abs_error += (p.mean - actual).abs();
             count += 1;
         }

@@ -1,10 +1,13 @@
 //! The candidate models: seasonal naive, non-seasonal AutoETS, and MSTL with AutoETS on the trend.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use augurs_core::{Fit, Predict};
-use augurs_ets::AutoETS;
-use augurs_ets::trend::AutoETSTrendModel;
+use augurs_ets::model::{
+    ErrorComponent, Model, ModelType, SeasonalComponent, TrendComponent, Unfit,
+};
+use augurs_ets::{AutoETS, FittedAutoETS};
 use augurs_mstl::{FittedTrendModel, MSTLModel, TrendModel};
 use distrs::Normal;
 
@@ -20,6 +23,37 @@ const MSTL_CYCLES: usize = 7;
 /// Additive error, any trend, no season: the AutoETS search space. Multiplicative error is left out
 /// because it doubles the search for no gain on the scaled series, and ETS here cannot be seasonal.
 const ETS_SPEC: &str = "AZN";
+
+/// One ETS model of the [`ETS_SPEC`] search space. Remembering which one AutoETS chose lets a refit fit
+/// only that one instead of all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EtsForm {
+    /// ANN: level only.
+    Level,
+    /// AAN: level and trend.
+    Trend,
+    /// AAdN: level and damped trend.
+    DampedTrend,
+}
+
+impl EtsForm {
+    /// The form of a fitted model, `None` for one outside the search space (never, with [`ETS_SPEC`]).
+    fn of(model: &Model) -> Option<Self> {
+        match (model.model_type().trend, model.damped()) {
+            (TrendComponent::None, _) => Some(Self::Level),
+            (TrendComponent::Additive, false) => Some(Self::Trend),
+            (TrendComponent::Additive, true) => Some(Self::DampedTrend),
+            (TrendComponent::Multiplicative, _) => None,
+        }
+    }
+}
+
+/// A candidate's forecast and, for the ETS-based ones, the ETS form it was fitted with.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Fitted {
+    pub(super) points: Vec<ForecastPoint>,
+    pub(super) form: Option<EtsForm>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Candidate {
@@ -61,20 +95,23 @@ impl Candidate {
         }
     }
 
-    /// Forecasts `horizon` steps after `y`, with intervals at `level` when given. `None` when the model
-    /// cannot be fitted or produces a non-finite value.
+    /// Forecasts `horizon` steps after `y`, with intervals at `level` when given. ETS (alone or on the
+    /// MSTL trend) searches [`ETS_SPEC`], or fits only `form` when given. `None` when the model cannot be
+    /// fitted or produces a non-finite value.
     pub(super) fn predict(
         &self,
         y: &[f64],
         horizon: usize,
         level: Option<f64>,
-    ) -> Option<Vec<ForecastPoint>> {
-        let points = match self {
-            Self::SeasonalNaive { period } => seasonal_naive(y, *period, horizon, level)?,
+        form: Option<EtsForm>,
+    ) -> Option<Fitted> {
+        let (points, form) = match self {
+            Self::SeasonalNaive { period } => (seasonal_naive(y, *period, horizon, level)?, None),
             Self::Ets => {
                 let recent = &y[y.len().saturating_sub(ETS_WINDOW)..];
-                let fitted = ets()?.fit(recent).ok()?;
-                to_points(fitted.predict(horizon, level).ok()?)
+                let fitted = EtsFit::fit(form, recent).ok()?;
+                let forecast = fitted.model().predict(horizon, level).ok()?;
+                (to_points(forecast), fitted.form())
             }
             Self::Mstl { periods } => {
                 if periods.iter().any(|p| 2 * p >= y.len()) {
@@ -82,21 +119,62 @@ impl Candidate {
                 }
                 let longest = periods.iter().copied().max().unwrap_or(1);
                 let recent = &y[y.len().saturating_sub(MSTL_CYCLES * longest)..];
-                let model = MSTLModel::new(periods.clone(), WindowedEts(ets()?.into_trend_model()));
+                let trend = WindowedEts {
+                    form,
+                    chosen: Cell::new(None),
+                };
+                let model = MSTLModel::new(periods.clone(), trend);
                 let fitted = model.fit(recent).ok()?;
-                to_points(fitted.predict(horizon, level).ok()?)
+                let chosen = model.trend_model().chosen.get();
+                (to_points(fitted.predict(horizon, level).ok()?), chosen)
             }
         };
         let finite = points
             .iter()
             .all(|p| p.mean.is_finite() && p.lower.is_finite() && p.upper.is_finite());
-        (finite && points.len() == horizon).then_some(points)
+        (finite && points.len() == horizon).then_some(Fitted { points, form })
     }
 }
 
-/// The AutoETS search; `None` only if [`ETS_SPEC`] were not a valid spec.
-fn ets() -> Option<AutoETS> {
-    AutoETS::new(1, ETS_SPEC).ok()
+/// A fitted ETS model: the AutoETS search's winner, or the one remembered form fitted alone.
+#[derive(Debug)]
+enum EtsFit {
+    Searched(FittedAutoETS),
+    Fixed(Model),
+}
+
+impl EtsFit {
+    /// Searches [`ETS_SPEC`] when `form` is `None`. A remembered form is fitted directly rather than by an
+    /// AutoETS restricted to it: with the same settings the fit is the one the search would have made, and
+    /// AutoETS cannot be restricted to "no trend" (it then has no candidate at all).
+    fn fit(form: Option<EtsForm>, y: &[f64]) -> Result<Self, augurs_ets::Error> {
+        let (trend, damped) = match form {
+            None => return AutoETS::new(1, ETS_SPEC)?.fit(y).map(Self::Searched),
+            Some(EtsForm::Level) => (TrendComponent::None, false),
+            Some(EtsForm::Trend) => (TrendComponent::Additive, false),
+            Some(EtsForm::DampedTrend) => (TrendComponent::Additive, true),
+        };
+        let model_type = ModelType {
+            error: ErrorComponent::Additive,
+            trend,
+            season: SeasonalComponent::None,
+        };
+        Unfit::new(model_type)
+            .damped(damped)
+            .fit(y)
+            .map(Self::Fixed)
+    }
+
+    fn model(&self) -> &Model {
+        match self {
+            Self::Searched(fitted) => fitted.model(),
+            Self::Fixed(model) => model,
+        }
+    }
+
+    fn form(&self) -> Option<EtsForm> {
+        EtsForm::of(self.model())
+    }
 }
 
 /// Seasonal naive with the usual interval: the residual spread of `y[t] - y[t-period]`, widened by the
@@ -166,9 +244,14 @@ fn to_points(forecast: augurs_core::Forecast) -> Vec<ForecastPoint> {
 }
 
 /// MSTL's trend model, fitted on the newest [`ETS_WINDOW`] points of the deseasonalised series only.
-/// Only out-of-sample forecasts are used, so the shorter fit does not misalign anything.
-#[derive(Debug, Clone)]
-struct WindowedEts(AutoETSTrendModel);
+/// Only out-of-sample forecasts are used, so the shorter fit does not misalign anything. It records the
+/// ETS form it fitted, which MSTL's boxed fitted trend no longer tells.
+#[derive(Debug)]
+struct WindowedEts {
+    /// The remembered form, or `None` to search [`ETS_SPEC`].
+    form: Option<EtsForm>,
+    chosen: Cell<Option<EtsForm>>,
+}
 
 impl TrendModel for WindowedEts {
     fn name(&self) -> Cow<'_, str> {
@@ -182,7 +265,49 @@ impl TrendModel for WindowedEts {
         Box<dyn FittedTrendModel + Sync + Send>,
         Box<dyn std::error::Error + Send + Sync + 'static>,
     > {
-        self.0.fit(&y[y.len().saturating_sub(ETS_WINDOW)..])
+        let recent = &y[y.len().saturating_sub(ETS_WINDOW)..];
+        let fitted = EtsFit::fit(self.form, recent)?;
+        self.chosen.set(fitted.form());
+        Ok(Box::new(EtsTrend {
+            fitted,
+            points: recent.len(),
+        }))
+    }
+}
+
+/// A fitted ETS model as MSTL's trend.
+#[derive(Debug)]
+struct EtsTrend {
+    fitted: EtsFit,
+    points: usize,
+}
+
+impl FittedTrendModel for EtsTrend {
+    fn predict_inplace(
+        &self,
+        horizon: usize,
+        level: Option<f64>,
+        forecast: &mut augurs_core::Forecast,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Ok(self
+            .fitted
+            .model()
+            .predict_inplace(horizon, level, forecast)?)
+    }
+
+    fn predict_in_sample_inplace(
+        &self,
+        level: Option<f64>,
+        forecast: &mut augurs_core::Forecast,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Ok(self
+            .fitted
+            .model()
+            .predict_in_sample_inplace(level, forecast)?)
+    }
+
+    fn training_data_size(&self) -> Option<usize> {
+        Some(self.points)
     }
 }
 
