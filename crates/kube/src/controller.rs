@@ -16,7 +16,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use mcpulse_scaler::forecast::{
-    ForecastConfig, MAX_HISTORY_LIMIT, fill_gaps, forecast, prediction_trustworthy,
+    ForecastConfig, Forecaster, MAX_HISTORY_LIMIT, RefitPolicy, fill_gaps, prediction_trustworthy,
     predictive_replicas,
 };
 use mcpulse_scaler::{ConditionStatus, ControllerConfig, Decision, Scaler, Timestamp};
@@ -77,7 +77,16 @@ pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
 struct Entry {
     scaler: Scaler,
     forecast: Option<CachedForecast>,
+    /// The workload's forecaster and the end of the history it has seen: each step adds only the new points
+    /// and refits the remembered model, selecting anew every few refits (see `Forecaster`).
+    forecaster: Option<FollowedHistory>,
     failures: u32,
+}
+
+pub(crate) struct FollowedHistory {
+    spec: PredictiveSpec,
+    pub(crate) forecaster: Forecaster,
+    end: i64,
 }
 
 #[derive(Clone)]
@@ -556,7 +565,9 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
     {
         return Prediction::Ready(c);
     }
-    let end = now.as_second();
+    let step_seconds = i64::from(p.step_seconds).max(1);
+    // On step boundaries, so that the next refit's history is this one shifted by whole steps.
+    let end = now.as_second().div_euclid(step_seconds) * step_seconds;
     let span = p
         .seasonality
         .history_seconds()
@@ -592,14 +603,38 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
     if let Err(e) = fill_gaps(&history) {
         return Prediction::Failed(e.to_string());
     }
-    // Fitting is CPU work (backtests refit every candidate): keep it off the async workers.
-    let fitted = tokio::task::spawn_blocking(move || forecast(&history, &config)).await;
-    let f = match fitted {
-        Ok(Ok(f)) => f,
+    let followed = ctx.with_state(|s| s.get_mut(&k).and_then(|e| e.forecaster.take()));
+    let stagger = ctx.with_state(|s| s.len());
+    let spec = p.clone();
+    // Fitting is CPU work: keep it off the async workers.
+    let fitted = tokio::task::spawn_blocking(move || {
+        let mut followed = follow(
+            followed,
+            &spec,
+            config,
+            &history,
+            end,
+            step_seconds,
+            stagger,
+        )?;
+        let refit = followed.forecaster.forecast()?;
+        let realised = followed.forecaster.realised_mase();
+        Ok::<_, mcpulse_scaler::ScalerError>((followed, refit.forecast, realised))
+    })
+    .await;
+    let (followed, f, realised) = match fitted {
+        Ok(Ok(fitted)) => fitted,
         Ok(Err(e)) => return Prediction::Failed(e.to_string()),
         Err(e) => return Prediction::Failed(format!("the forecast task failed: {e}")),
     };
-    let trusted = prediction_trustworthy(&[f.mase], known, need, TRUST_THRESHOLD).is_ok();
+    ctx.with_state(|s| {
+        if let Some(e) = s.get_mut(&k) {
+            e.forecaster = Some(followed);
+        }
+    });
+    // The selection's backtest, and once its forecasts have met reality, how they fared.
+    let errors: Vec<f64> = std::iter::once(f.mase).chain(realised).collect();
+    let trusted = prediction_trustworthy(&errors, known, need, TRUST_THRESHOLD).is_ok();
     let window = f.points.iter().take(horizon);
     let peak = window.clone().fold(
         None,
@@ -653,6 +688,36 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
         }
     });
     Prediction::Ready(cached)
+}
+
+/// The workload's forecaster brought up to `end`: the points after the end it had seen are appended, or, on
+/// a new spec, a gap longer than the history, or a first call, a new forecaster reads the whole history.
+pub(crate) fn follow(
+    followed: Option<FollowedHistory>,
+    spec: &PredictiveSpec,
+    config: ForecastConfig,
+    history: &[f64],
+    end: i64,
+    step_seconds: i64,
+    stagger: usize,
+) -> Result<FollowedHistory, mcpulse_scaler::ScalerError> {
+    if let Some(mut followed) = followed.filter(|f| f.spec == *spec && f.end <= end) {
+        let new_steps = usize::try_from((end - followed.end) / step_seconds).unwrap_or(usize::MAX);
+        if new_steps < history.len() {
+            followed
+                .forecaster
+                .observe(&history[history.len() - new_steps..])?;
+            followed.end = end;
+            return Ok(followed);
+        }
+    }
+    let mut forecaster = Forecaster::new(config, RefitPolicy::default())?.with_stagger(stagger);
+    forecaster.observe(history)?;
+    Ok(FollowedHistory {
+        spec: spec.clone(),
+        forecaster,
+        end,
+    })
 }
 
 /// Puts the range answer on a regular grid from `start` to `end` (NaN where a step has no point), summing
@@ -765,6 +830,7 @@ async fn direct(
             std::collections::hash_map::Entry::Vacant(v) => v.insert(Entry {
                 scaler: Scaler::new(&plan.engine, ctx.settings.engine)?,
                 forecast: None,
+                forecaster: None,
                 failures: 0,
             }),
         };
@@ -998,6 +1064,7 @@ async fn floor(
             v.insert(Entry {
                 scaler: Scaler::new(&plan.engine, ctx.settings.engine)?,
                 forecast: None,
+                forecaster: None,
                 failures: 0,
             });
         }

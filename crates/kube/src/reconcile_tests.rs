@@ -525,3 +525,63 @@ fn range_answers_are_put_on_a_regular_grid() {
         "points outside the window are dropped"
     );
 }
+
+#[test]
+fn a_followed_history_gains_only_the_new_steps() {
+    use crate::controller::follow;
+    use mcpulse_scaler::forecast::ForecastConfig;
+    let spec = |query: &str| -> crate::crd::PredictiveSpec {
+        serde_json::from_value(json!({"query": query, "capacityPerPod": "2"})).unwrap()
+    };
+    let config = ForecastConfig::default();
+    let step = 300;
+    let history: Vec<f64> = (0..100).map(f64::from).collect();
+    let first = follow(None, &spec("q"), config.clone(), &history, 30_000, step, 0).unwrap();
+    assert_eq!(
+        first.forecaster.history(),
+        &history[..],
+        "a first call reads it all"
+    );
+
+    // Two steps later the fetched window has slid by two points; only those two are new.
+    let slid: Vec<f64> = (2..102).map(f64::from).collect();
+    let next = follow(
+        Some(first),
+        &spec("q"),
+        config.clone(),
+        &slid,
+        30_600,
+        step,
+        0,
+    )
+    .unwrap();
+    let seen: Vec<f64> = (0..102).map(f64::from).collect();
+    assert_eq!(next.forecaster.history(), &seen[..]);
+
+    // Another query is another signal: start over from what was fetched.
+    let other = follow(
+        Some(next),
+        &spec("other"),
+        config.clone(),
+        &slid,
+        30_900,
+        step,
+        0,
+    )
+    .unwrap();
+    assert_eq!(other.forecaster.history(), &slid[..]);
+
+    // A gap longer than the window: nothing to append to, so the fetched history replaces it.
+    let later: Vec<f64> = (500..600).map(f64::from).collect();
+    let after_gap = follow(
+        Some(other),
+        &spec("other"),
+        config,
+        &later,
+        300_000,
+        step,
+        0,
+    )
+    .unwrap();
+    assert_eq!(after_gap.forecaster.history(), &later[..]);
+}
