@@ -536,7 +536,7 @@ fn a_followed_history_gains_only_the_new_steps() {
     let config = ForecastConfig::default();
     let step = 300;
     let history: Vec<f64> = (0..100).map(f64::from).collect();
-    let first = follow(None, &spec("q"), config.clone(), &history, 30_000, step, 0).unwrap();
+    let first = follow(None, &spec("q"), config, &history, 30_000, step, 0).unwrap();
     assert_eq!(
         first.forecaster.history(),
         &history[..],
@@ -545,30 +545,12 @@ fn a_followed_history_gains_only_the_new_steps() {
 
     // Two steps later the fetched window has slid by two points; only those two are new.
     let slid: Vec<f64> = (2..102).map(f64::from).collect();
-    let next = follow(
-        Some(first),
-        &spec("q"),
-        config.clone(),
-        &slid,
-        30_600,
-        step,
-        0,
-    )
-    .unwrap();
+    let next = follow(Some(first), &spec("q"), config, &slid, 30_600, step, 0).unwrap();
     let seen: Vec<f64> = (0..102).map(f64::from).collect();
     assert_eq!(next.forecaster.history(), &seen[..]);
 
     // Another query is another signal: start over from what was fetched.
-    let other = follow(
-        Some(next),
-        &spec("other"),
-        config.clone(),
-        &slid,
-        30_900,
-        step,
-        0,
-    )
-    .unwrap();
+    let other = follow(Some(next), &spec("other"), config, &slid, 30_900, step, 0).unwrap();
     assert_eq!(other.forecaster.history(), &slid[..]);
 
     // A gap longer than the window: nothing to append to, so the fetched history replaces it.
