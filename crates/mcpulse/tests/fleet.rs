@@ -209,7 +209,7 @@ async fn agents_register_turn_unhealthy_when_killed_and_the_gateway_follows() {
 
     // Kill the first agent outright: no deregistration, only missed heartbeats and failed probes tell.
     let killed_at = Instant::now();
-    drop(agents.remove(0));
+    agents.remove(0).kill();
     let killed = endpoint(agent_ports[0].0);
     eventually(
         "the killed agent turning unhealthy",

@@ -60,6 +60,12 @@ pub fn free_port() -> u16 {
 pub struct Running(pub Child);
 
 impl Running {
+    /// SIGKILL: the process gets no chance to deregister or clean up, as in a crash.
+    pub fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
     /// SIGTERM, then waits up to `grace` for the exit; `None` if it is still running.
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         if let Ok(pid) = i32::try_from(self.0.id()) {
