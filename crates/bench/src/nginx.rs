@@ -20,26 +20,10 @@ impl Nginx {
     /// upstream keep-alive and no buffering, the settings one would use in front of an MCP server.
     pub fn start(listen: SocketAddr, upstream: SocketAddr) -> Result<Self, BenchError> {
         let dir = std::env::temp_dir().join(format!("mcpulse-bench-nginx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|source| BenchError::Io {
-            what: format!("create {}", dir.display()),
-            source,
-        })?;
-        let config = dir.join("nginx.conf");
-        std::fs::write(&config, config_text(&dir, listen, upstream)).map_err(|source| {
-            BenchError::Io {
-                what: format!("write {}", config.display()),
-                source,
-            }
-        })?;
-        let binary = ["/usr/sbin/nginx", "nginx"]
-            .into_iter()
-            .find(|b| Path::new(b).is_file())
-            .unwrap_or("nginx");
+        let args = prepare(&dir, listen, upstream, Processes::MasterAndWorkers)?;
+        let binary = binary();
         let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .arg("-e")
-            .arg(dir.join("error.log"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -71,10 +55,60 @@ impl Drop for Nginx {
     }
 }
 
-fn config_text(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+/// How nginx runs: as deployed (a master and two workers), or as one process so a profiler sees every instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Processes {
+    MasterAndWorkers,
+    Single,
+}
+
+/// Debian's `/usr/sbin/nginx`, else the one on PATH.
+pub(crate) fn binary() -> &'static str {
+    ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|b| Path::new(b).is_file())
+        .unwrap_or("nginx")
+}
+
+/// Writes the configuration into `dir` and returns the arguments that start nginx with it.
+pub(crate) fn prepare(
+    dir: &Path,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    processes: Processes,
+) -> Result<Vec<PathBuf>, BenchError> {
+    std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
+        what: format!("create {}", dir.display()),
+        source,
+    })?;
+    let config = dir.join("nginx.conf");
+    std::fs::write(&config, config_text(dir, listen, upstream, processes)).map_err(|source| {
+        BenchError::Io {
+            what: format!("write {}", config.display()),
+            source,
+        }
+    })?;
+    Ok(vec![
+        "-c".into(),
+        config,
+        "-e".into(),
+        dir.join("error.log"),
+    ])
+}
+
+fn config_text(
+    dir: &Path,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    processes: Processes,
+) -> String {
     let d = dir.display();
+    let (workers, master) = match processes {
+        Processes::MasterAndWorkers => (2, "on"),
+        Processes::Single => (1, "off"),
+    };
     format!(
-        "worker_processes 2;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\n\
+        "worker_processes {workers};\ndaemon off;\nmaster_process {master};\npid {d}/nginx.pid;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
            fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\

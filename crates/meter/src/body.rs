@@ -13,6 +13,7 @@ use mcpulse_telemetry::{GaugeGuard, SseStream, UpstreamErrorKind, UpstreamMetric
 use mcpulse_wire::{RequestId, SseEvent, SseParser};
 
 use crate::observe::Observer;
+use crate::pool::Lease;
 use crate::upstream::Admitted;
 
 /// What the meter sends to a client: an upstream body being relayed, or an answer of its own.
@@ -56,7 +57,7 @@ impl Body for ProxyBody {
 pub enum Framing {
     /// One JSON-RPC message or batch, classified once the body is complete (if it fits in the limit).
     Json {
-        buffer: Vec<u8>,
+        buffer: JsonBody,
         limit: usize,
         overflowed: bool,
     },
@@ -69,6 +70,45 @@ pub enum Framing {
     },
     /// Anything else is relayed without looking inside.
     Opaque,
+}
+
+/// A JSON response body held for classification. Most arrive in one frame, whose buffer is then shared rather than
+/// copied; only a body in several frames is gathered into one.
+#[derive(Default)]
+pub struct JsonBody {
+    first: Bytes,
+    gathered: Vec<u8>,
+}
+
+impl JsonBody {
+    fn len(&self) -> usize {
+        self.first.len() + self.gathered.len()
+    }
+
+    fn push(&mut self, data: &Bytes) {
+        if self.len() == 0 {
+            self.first = data.clone();
+            return;
+        }
+        if !self.first.is_empty() {
+            let first = std::mem::take(&mut self.first);
+            self.gathered.extend_from_slice(&first);
+        }
+        self.gathered.extend_from_slice(data);
+    }
+
+    fn clear(&mut self) {
+        self.first = Bytes::new();
+        self.gathered = Vec::new();
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.gathered.is_empty() {
+            &self.first
+        } else {
+            &self.gathered
+        }
+    }
 }
 
 /// Everything needed to account for one HTTP exchange once its response body is seen.
@@ -89,7 +129,7 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    fn on_data(&mut self, data: &[u8]) {
+    fn on_data(&mut self, data: &Bytes) {
         match &mut self.framing {
             Framing::Json {
                 buffer,
@@ -100,7 +140,7 @@ impl Exchange {
                     *overflowed = true;
                     buffer.clear();
                 } else if !*overflowed {
-                    buffer.extend_from_slice(data);
+                    buffer.push(data);
                 }
             }
             Framing::Sse {
@@ -138,8 +178,8 @@ impl Exchange {
             overflowed: false,
             ..
         } = &self.framing
-            && !buffer.is_empty()
-            && let Ok(messages) = mcpulse_wire::classify(buffer)
+            && buffer.len() > 0
+            && let Ok(messages) = mcpulse_wire::classify(buffer.as_slice())
         {
             self.observer.server_messages(
                 self.session.as_ref(),
@@ -173,21 +213,31 @@ pub struct MeteredBody {
     inner: Incoming,
     // Boxed: the exchange is large and most of its life is spent parked in a response future.
     exchange: Option<Box<Exchange>>,
+    /// The upstream connection the body arrives on, free for the next request once the body has ended.
+    lease: Option<Lease>,
 }
 
 impl MeteredBody {
-    pub fn new(inner: Incoming, mut exchange: Exchange) -> Self {
+    pub fn new(inner: Incoming, mut exchange: Exchange, lease: Lease) -> Self {
         // An empty body may never be polled, so it counts as complete from the start.
         exchange.complete = inner.is_end_stream();
+        let lease = if exchange.complete {
+            lease.release(Instant::now());
+            None
+        } else {
+            Some(lease)
+        };
         Self {
             inner,
             exchange: Some(Box::new(exchange)),
+            lease,
         }
     }
-}
 
-impl MeteredBody {
     fn finish(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release(Instant::now());
+        }
         if let Some(mut exchange) = self.exchange.take() {
             exchange.complete = true;
         }
@@ -216,6 +266,8 @@ impl Body for MeteredBody {
             }
             Poll::Ready(None) => this.finish(),
             Poll::Ready(Some(Err(_))) => {
+                // The connection broke mid-body: it is closed with the lease, never reused.
+                this.lease = None;
                 if let Some(exchange) = this.exchange.take() {
                     exchange
                         .upstream
@@ -240,8 +292,59 @@ impl Body for MeteredBody {
 /// exchange: many clients start with `"id": 0` for initialize, so the id alone would collide.
 pub fn exchange_key() -> Arc<str> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    Arc::from(format!(
-        "\u{0}exchange-{}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // Written digit by digit: `format!` cost more than the rest of the exchange's bookkeeping.
+    let mut key = String::with_capacity(26);
+    key.push_str("\u{0}exchange-");
+    for shift in (0..16).rev() {
+        key.push(char::from(HEX[((n >> (4 * shift)) & 0xf) as usize]));
+    }
+    Arc::from(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_shares_one_frame_and_gathers_several() {
+        // (frames, expected body, reason)
+        let cases: [(&[&str], &str, &str); 4] = [
+            (&[], "", "no frame"),
+            (&[r#"{"id":1}"#], r#"{"id":1}"#, "one frame, the usual case"),
+            (
+                &[r#"{"id""#, r#":1}"#],
+                r#"{"id":1}"#,
+                "split across two frames",
+            ),
+            (&["", "{}", "", "[]"], "{}[]", "empty frames in between"),
+        ];
+        for (frames, expected, reason) in cases {
+            let mut body = JsonBody::default();
+            for frame in frames {
+                body.push(&Bytes::copy_from_slice(frame.as_bytes()));
+            }
+            assert_eq!(body.as_slice(), expected.as_bytes(), "{reason}");
+            assert_eq!(body.len(), expected.len(), "{reason}");
+        }
+        let one = Bytes::from_static(b"{}");
+        let mut body = JsonBody::default();
+        body.push(&one);
+        assert_eq!(
+            body.as_slice().as_ptr(),
+            one.as_ptr(),
+            "a single frame is shared, not copied"
+        );
+        body.clear();
+        assert_eq!(body.len(), 0);
+    }
+
+    #[test]
+    fn exchange_keys_are_distinct_and_cannot_be_session_ids() {
+        let (a, b) = (exchange_key(), exchange_key());
+        assert_ne!(a, b);
+        // A NUL cannot appear in a header value, so no client session id can equal an exchange key.
+        assert!(a.starts_with("\u{0}exchange-") && a.len() == 26, "{a:?}");
+    }
 }

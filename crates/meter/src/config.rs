@@ -55,6 +55,11 @@ impl Upstream {
         Ok(Self { base })
     }
 
+    /// The base URL's path without its trailing slash: put before every client path.
+    pub fn prefix(&self) -> &str {
+        self.base.path().trim_end_matches('/')
+    }
+
     /// The label value that names this upstream in metrics: operator-configured, so bounded.
     pub fn label(&self) -> String {
         self.base.to_string().trim_end_matches('/').to_string()

@@ -7,6 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use crate::config::{Discovery, Upstream};
@@ -37,11 +40,15 @@ struct Instance {
 /// Refreshes the gateway's upstreams every interval. A failed refresh keeps the current set: losing the registry
 /// must not take every upstream away.
 pub async fn run(discovery: Discovery, proxy: Arc<Proxy>) {
+    // A general client: the registry is polled rarely, at an address that is not an upstream.
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client: RegistryClient = Client::builder(TokioExecutor::new()).build(connector);
     let mut ticker = tokio::time::interval(discovery.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match fetch(&discovery, &proxy).await {
+        match fetch(&discovery, &client).await {
             Ok(listed) => {
                 let changes = proxy.upstreams.reconcile(&listed);
                 for url in &changes.added {
@@ -61,7 +68,9 @@ pub async fn run(discovery: Discovery, proxy: Arc<Proxy>) {
     }
 }
 
-async fn fetch(discovery: &Discovery, proxy: &Proxy) -> Result<Vec<Upstream>, String> {
+type RegistryClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn fetch(discovery: &Discovery, client: &RegistryClient) -> Result<Vec<Upstream>, String> {
     let mut upstreams = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -73,7 +82,7 @@ async fn fetch(discovery: &Discovery, proxy: &Proxy) -> Result<Vec<Upstream>, St
         let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(Duration::from_secs(10), proxy.client.request(request))
+        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
             .await
             .map_err(|_| "the registry did not answer within 10 s".to_string())?
             .map_err(|e| format!("cannot reach the registry: {e}"))?;

@@ -6,6 +6,7 @@ pub mod config;
 mod discovery;
 mod observe;
 mod pending;
+mod pool;
 mod proxy;
 mod sessions;
 mod stdio;
@@ -129,7 +130,6 @@ pub async fn run(
             let listener = bind(listen).await?;
             let proxy_addr = listener.local_addr()?;
             let proxy = Arc::new(Proxy {
-                client: upstream_client(),
                 upstreams,
                 observer,
                 config: config.clone(),
@@ -157,17 +157,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, MeterError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| MeterError::Bind { addr, source })
-}
-
-fn upstream_client() -> proxy::UpstreamClient {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    // MCP messages are small and latency-bound: never wait for Nagle.
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(connector)
 }
 
 fn connection_builder(client_timeout: Duration) -> auto::Builder<TokioExecutor> {

@@ -7,32 +7,28 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use mcpulse_telemetry::{RejectionReason, SseStream, UpstreamErrorKind};
 use mcpulse_wire::{Message, MessageKind, RequestId, SseParser};
 
-use crate::body::{Exchange, Framing, MeteredBody, ProxyBody, exchange_key};
+use crate::body::{Exchange, Framing, JsonBody, MeteredBody, ProxyBody, exchange_key};
 use crate::config::MeterConfig;
 use crate::observe::Observer;
 use crate::upstream::{UpstreamSet, UpstreamState};
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 /// Longest session id the meter tracks; longer ones are forwarded but not followed.
 const MAX_SESSION_ID: usize = 256;
 /// JSON-RPC "server error" range code used for answers the meter gives on the upstream's behalf.
 const METER_ERROR_CODE: i64 = -32000;
 
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
-
 pub struct Proxy {
     pub config: MeterConfig,
     pub observer: Arc<Observer>,
     pub upstreams: UpstreamSet,
-    pub client: UpstreamClient,
 }
 
 /// What the client sent, as far as the meter understands it.
@@ -105,17 +101,22 @@ impl Proxy {
         };
 
         // Forward with the path unchanged below the upstream's base, end-to-end headers untouched.
-        parts.uri = join(&upstream.upstream.base, &parts.uri);
+        parts.uri = origin_form(&upstream.prefix, &parts.uri);
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
+        if !parts.headers.contains_key(header::HOST) {
+            parts
+                .headers
+                .insert(header::HOST, upstream.pool.host().clone());
+        }
         let method = parts.method.clone();
         let outgoing = Request::from_parts(parts, Full::new(body));
         let answered =
-            tokio::time::timeout(self.config.upstream_timeout, self.client.request(outgoing)).await;
-        let response = match answered {
-            Ok(Ok(response)) => {
+            tokio::time::timeout(self.config.upstream_timeout, upstream.pool.send(outgoing)).await;
+        let (response, lease) = match answered {
+            Ok(Ok(answered)) => {
                 upstream.mark_healthy();
-                response
+                answered
             }
             Ok(Err(error)) => {
                 upstream.mark_unhealthy(Instant::now());
@@ -185,17 +186,13 @@ impl Proxy {
                 .record_upstream_error(UpstreamErrorKind::Status5xx),
             _ => {}
         }
-        let created = match (
-            &session_id,
-            session_id_of(&response_parts.headers),
-            sent.initialize(),
-        ) {
-            (None, Some(new_id), Some(initialize)) => {
+        // Only an initialize outside a session can open one: look at the response headers for nothing else.
+        let created = match (&session_id, sent.initialize()) {
+            (None, Some(initialize)) => session_id_of(&response_parts.headers).inspect(|new_id| {
                 let client = initialize.client.as_ref().map(|c| c.name.clone());
                 self.observer
                     .session_created(new_id.clone(), index, client, now);
-                Some(new_id)
-            }
+            }),
             _ => None,
         };
         if let Some(id) = &session_id
@@ -221,7 +218,7 @@ impl Proxy {
             _slot: admitted,
             complete: false,
         };
-        let body = MeteredBody::new(response_body, exchange);
+        let body = MeteredBody::new(response_body, exchange, lease);
         Ok(Response::from_parts(
             response_parts,
             ProxyBody::Relayed(body),
@@ -286,10 +283,8 @@ impl Proxy {
     fn framing(&self, headers: &HeaderMap, method: &Method) -> Framing {
         let content_type = headers
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if content_type.starts_with("text/event-stream") {
+            .map_or(&b""[..], HeaderValue::as_bytes);
+        if starts_with_ignore_case(content_type, b"text/event-stream") {
             let stream = if method == Method::GET {
                 SseStream::Get
             } else {
@@ -301,9 +296,9 @@ impl Proxy {
                 stream,
                 _open: self.observer.metrics.sse_stream_opened(stream),
             }
-        } else if content_type.starts_with("application/json") {
+        } else if starts_with_ignore_case(content_type, b"application/json") {
             Framing::Json {
-                buffer: Vec::new(),
+                buffer: JsonBody::default(),
                 limit: self.config.max_body,
                 overflowed: false,
             }
@@ -377,8 +372,14 @@ fn classify_request(method: &Method, body: &Bytes) -> Sent {
     }
 }
 
+fn starts_with_ignore_case(value: &[u8], prefix: &[u8]) -> bool {
+    value
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
 fn session_id_of(headers: &HeaderMap) -> Option<Arc<str>> {
-    let value = headers.get(SESSION_HEADER)?.to_str().ok()?;
+    let value = headers.get(&SESSION_HEADER)?.to_str().ok()?;
     (!value.is_empty() && value.len() <= MAX_SESSION_ID).then(|| Arc::from(value))
 }
 
@@ -391,25 +392,45 @@ fn http_error_type(status: StatusCode) -> Option<&'static str> {
     }
 }
 
-/// Appends the client's path and query to the upstream base, keeping any base path prefix.
-pub fn join(base: &Uri, incoming: &Uri) -> Uri {
-    let prefix = base.path().trim_end_matches('/');
-    let path_and_query = incoming.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut builder = Uri::builder();
-    if let Some(scheme) = base.scheme() {
-        builder = builder.scheme(scheme.clone());
+/// The request target sent upstream: the client's path and query below the upstream's path prefix, in origin
+/// form (the connection already goes to the upstream). HTTP/1 clients send exactly that when there is no prefix,
+/// so the common case reuses their URI as it is.
+pub fn origin_form(prefix: &str, incoming: &Uri) -> Uri {
+    let path_and_query = incoming.path_and_query().map_or("/", PathAndQuery::as_str);
+    if prefix.is_empty() && incoming.scheme().is_none() && incoming.authority().is_none() {
+        return incoming.clone();
     }
-    if let Some(authority) = base.authority() {
-        builder = builder.authority(authority.clone());
-    }
-    builder
-        .path_and_query(format!("{prefix}{path_and_query}"))
-        .build()
-        .unwrap_or_else(|_| base.clone())
+    let joined = if prefix.is_empty() {
+        PathAndQuery::try_from(path_and_query)
+    } else {
+        PathAndQuery::try_from(format!("{prefix}{path_and_query}"))
+    };
+    // Both parts were valid on their own, so the join is too; fall back to the root rather than panic.
+    Uri::from(joined.unwrap_or_else(|_| PathAndQuery::from_static("/")))
 }
 
-/// Removes headers that describe one connection rather than the message (RFC 9110 §7.6.1).
+/// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), besides those `Connection`
+/// names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+}
+
+/// Removes headers that describe one connection rather than the message.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over their few headers is cheaper than eight hashed removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -473,37 +494,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn join_keeps_path_query_and_prefix() {
+    fn origin_form_keeps_path_query_and_prefix() {
         // (base, incoming, expected, reason)
         let cases = [
             (
                 "http://127.0.0.1:3001",
                 "/mcp",
-                "http://127.0.0.1:3001/mcp",
+                "/mcp",
                 "sidecar: path unchanged",
             ),
             (
                 "http://127.0.0.1:3001/",
                 "/mcp?x=1",
-                "http://127.0.0.1:3001/mcp?x=1",
+                "/mcp?x=1",
                 "query kept, no double slash",
             ),
             (
                 "http://h:1/prefix",
                 "/mcp",
-                "http://h:1/prefix/mcp",
+                "/prefix/mcp",
                 "base path is a prefix",
             ),
+            ("http://h:1/prefix/", "/", "/prefix/", "root under a prefix"),
             (
-                "http://h:1/prefix/",
-                "/",
-                "http://h:1/prefix/",
-                "root under a prefix",
+                "http://h:1",
+                "http://meter:8080/mcp?x=1",
+                "/mcp?x=1",
+                "an HTTP/2 client's absolute form loses the meter's authority",
+            ),
+            (
+                "http://h:1/prefix",
+                "http://meter:8080/mcp",
+                "/prefix/mcp",
+                "absolute form under a prefix",
             ),
         ];
         for (base, incoming, expected, reason) in cases {
-            let joined = join(&base.parse().unwrap(), &incoming.parse().unwrap());
-            assert_eq!(joined.to_string(), expected, "{reason}");
+            let upstream = crate::config::Upstream::parse(base).unwrap();
+            let target = origin_form(upstream.prefix(), &incoming.parse().unwrap());
+            assert_eq!(target.to_string(), expected, "{reason}");
         }
     }
 

@@ -8,6 +8,7 @@ use mcpulse_telemetry::{GaugeGuard, McpMetrics, RejectionReason, UpstreamMetrics
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Admission, Upstream};
+use crate::pool::Pool;
 
 /// How long an upstream that refused a connection is avoided for new sessions.
 const UNHEALTHY_BACKOFF: Duration = Duration::from_secs(5);
@@ -16,6 +17,10 @@ pub struct UpstreamState {
     pub upstream: Upstream,
     pub label: Arc<str>,
     pub metrics: UpstreamMetrics,
+    /// Keep-alive connections to this upstream.
+    pub pool: Arc<Pool>,
+    /// Path prefix of the base URL (no trailing slash), put before every client path.
+    pub prefix: Box<str>,
     limiter: Option<Arc<Semaphore>>,
     admission: Admission,
     queued: AtomicUsize,
@@ -60,6 +65,8 @@ impl UpstreamState {
         Self {
             metrics: metrics.upstream(&label),
             label: label.into(),
+            pool: Pool::new(&upstream.base),
+            prefix: upstream.prefix().into(),
             upstream,
             limiter: admission
                 .max_concurrency

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -216,11 +216,13 @@ async fn run_backend(
     let ids = Arc::new(ids);
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|e| RegistryError::Config(format!("token is not a header value: {e}")))?;
-    let operations: [(&'static str, Op); 4] = [
+    // Registrations come last: each adds an instance, which would change what the others read.
+    let operations: [(&'static str, Op); 5] = [
         ("GET /api/v1/instances/{id}", Op::Get),
         ("GET /api/v1/instances?limit=100", Op::ListPage),
         ("GET /api/v1/instances?serverName=..", Op::ListServer),
         ("POST /api/v1/instances/{id}/heartbeat", Op::Heartbeat),
+        ("POST /api/v1/instances", Op::Register),
     ];
     let mut rows = Vec::new();
     for (name, op) in operations {
@@ -257,6 +259,8 @@ enum Op {
     ListPage,
     ListServer,
     Heartbeat,
+    /// Synced to disk before it is answered, unlike a heartbeat.
+    Register,
 }
 
 #[derive(Clone)]
@@ -300,6 +304,7 @@ impl Load {
         while Instant::now() < deadline {
             i = i.wrapping_add(1);
             let id = &self.ids[i % self.ids.len()];
+            let mut body = Bytes::new();
             let (method, path) = match self.op {
                 Op::Get => (Method::GET, format!("/api/v1/instances/{id}")),
                 Op::ListPage => (Method::GET, "/api/v1/instances?limit=100".to_owned()),
@@ -308,14 +313,29 @@ impl Load {
                     format!("/api/v1/instances?serverName=io.bench%2Fserver-{}", i % 50),
                 ),
                 Op::Heartbeat => (Method::POST, format!("/api/v1/instances/{id}/heartbeat")),
+                Op::Register => {
+                    let endpoint = format!("http://10.1.{}.{}:8080/mcp", i / 250 % 250, i % 250);
+                    body = Bytes::from(
+                        serde_json::json!({
+                            "serverName": format!("io.bench/server-{}", i % 50),
+                            "version": "1.0.0",
+                            "endpoint": endpoint,
+                        })
+                        .to_string(),
+                    );
+                    (Method::POST, "/api/v1/instances".to_owned())
+                }
             };
             let mut request = Request::builder()
                 .method(method)
                 .uri(format!("{}{path}", self.base));
-            if matches!(self.op, Op::Heartbeat) {
+            if matches!(self.op, Op::Heartbeat | Op::Register) {
                 request = request.header(AUTHORIZATION, self.bearer.clone());
             }
-            let Ok(request) = request.body(Full::new(Bytes::new())) else {
+            if matches!(self.op, Op::Register) {
+                request = request.header(CONTENT_TYPE, "application/json");
+            }
+            let Ok(request) = request.body(Full::new(body)) else {
                 errors += 1;
                 continue;
             };

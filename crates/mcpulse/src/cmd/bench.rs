@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use mcpulse_bench::{MeterBench, MeterBenchRow, Route};
+use mcpulse_bench::{InstructionsBench, MeterBench, MeterBenchRow, Route};
 
 use crate::units::parse_duration;
 
@@ -23,7 +23,7 @@ loopback, then for JSON and SSE responses and each client count measures direct,
 nginx back to back. `added` columns are the difference to direct; `vs direct` is throughput relative to direct."
     )]
     Meter(MeterArgs),
-    /// Registry throughput and latency (list, get, heartbeat) with 1,000 instances on SQLite, and on PostgreSQL
+    /// Registry throughput and latency (list, get, heartbeat, register) with 1,000 instances on SQLite, and on PostgreSQL
     /// when --database-url is given
     Registry(crate::cmd::registry::RegistryBenchArgs),
     /// Resident memory of the meter while it holds many idle sessions and open SSE streams
@@ -54,6 +54,14 @@ struct MeterArgs {
     /// Skip the nginx comparison
     #[arg(long)]
     no_nginx: bool,
+    /// Count instructions per proxied JSON request under valgrind's callgrind instead of timing: repeatable
+    /// on a busy machine. Two runs of N and M requests (--requests N,M) per proxy; the difference cancels
+    /// start-up and shutdown. Needs valgrind
+    #[arg(long)]
+    instructions: bool,
+    /// With --instructions: requests in the short and in the long run
+    #[arg(long, value_delimiter = ',', num_args = 2, default_value = "2000,4000")]
+    requests: Vec<usize>,
 }
 
 pub async fn run(args: BenchArgs) -> Result<i32> {
@@ -92,6 +100,9 @@ async fn memory(args: MemoryArgs) -> Result<i32> {
 }
 
 async fn meter(args: MeterArgs) -> Result<i32> {
+    if args.instructions {
+        return instructions(args).await;
+    }
     let bench = MeterBench {
         mcpulse: std::env::current_exe()?,
         clients: args.clients,
@@ -110,6 +121,29 @@ async fn meter(args: MeterArgs) -> Result<i32> {
     })
     .await?;
     print!("{}", table(&rows));
+    Ok(0)
+}
+
+async fn instructions(args: MeterArgs) -> Result<i32> {
+    let [short, long] = args.requests[..] else {
+        anyhow::bail!("--requests takes two counts, e.g. --requests 2000,4000");
+    };
+    let bench = InstructionsBench {
+        mcpulse: std::env::current_exe()?,
+        requests: (short, long),
+        clients: args.clients.first().copied().unwrap_or(1),
+        with_nginx: !args.no_nginx,
+        out_dir: std::env::temp_dir().join("mcpulse-instructions"),
+    };
+    let rows = mcpulse_bench::run_instructions_bench(&bench, |what| eprintln!("{what}...")).await?;
+    print!("{}", mcpulse_bench::instructions_table(&rows));
+    for row in &rows {
+        println!(
+            "profile of {}: callgrind_annotate {}",
+            row.route.as_str(),
+            row.profile.display()
+        );
+    }
     Ok(0)
 }
 

@@ -266,7 +266,7 @@ pub async fn run(args: RegistryArgs) -> Result<i32> {
 #[derive(Args, Debug)]
 #[command(
     after_long_help = "Starts a registry on loopback with the given number of registered instances, then drives \
-get, list and heartbeat requests from concurrent keep-alive clients and prints requests per second and latency \
+get, list, heartbeat and registration requests from concurrent keep-alive clients and prints requests per second and latency \
 percentiles. SQLite always (in a temporary directory); PostgreSQL too when a database URL is given (a fresh \
 database is created on that server and dropped afterwards)."
 )]

@@ -2,11 +2,12 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
 use time::OffsetDateTime;
 
-use super::sql::sql_storage;
+use super::sql::{Durability, sql_storage};
 use super::{
     DataVersion, InstanceQuery, InstanceRecord, InstanceSummary, ServerQuery, ServerRecord, Status,
     Storage, VersionSelector,
@@ -103,20 +104,30 @@ impl PostgresStorage {
         Ok(storage)
     }
 
-    /// Serialises writers on `key` (a server name or instance id) with a transaction-scoped
-    /// advisory lock, so concurrent publishes agree on which version is latest.
-    async fn begin_write(&self, key: &str) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    /// Serialises writers on `key` (a server name), when given, with a transaction-scoped
+    /// advisory lock, so concurrent publishes agree on which version is latest. Every commit is
+    /// durable (PostgreSQL's default `synchronous_commit`).
+    async fn begin_write(
+        &self,
+        key: Option<&str>,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(key) = key {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(tx)
     }
 
-    /// Where single-statement writes go.
-    fn writes(&self) -> &PgPool {
-        &self.pool
+    /// A connection for one single-statement write; every commit is durable here, so the kind
+    /// of write makes no difference.
+    async fn writer(
+        &self,
+        _durability: Durability,
+    ) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        self.pool.acquire().await
     }
 
     /// Replicas share the database, so the version must come from it, not from this process.

@@ -2,9 +2,19 @@
 //!
 //! Both back ends accept the same statements (`$N` parameters, `RETURNING`, partial indexes), so one
 //! macro expands the same code for each pool type instead of a generic impl with long trait bounds.
-//! Each back end supplies `self.pool` (reads), `writes()` (single-statement writes), `begin_write`
-//! (a transaction serialising writers on one key), `versioned` (wraps every write) and
-//! `current_version`.
+//! Each back end supplies `self.pool` (reads), `writer(durability)` (a connection for one
+//! single-statement write), `begin_write(key)` (a durable transaction serialising writers on an
+//! optional key), `versioned` (wraps every write) and `current_version`.
+
+/// Whether a write must survive power loss once acknowledged, or may be lost with the last
+/// moments before one (SQLite skips the sync for those; see its module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Catalogue, instance registrations and deregistrations, tokens: synced before acknowledged.
+    Durable,
+    /// Heartbeats and probe bookkeeping, superseded within an interval: written, not synced.
+    Ephemeral,
+}
 
 /// Columns of `servers` in the order every query selects them.
 macro_rules! server_columns {
@@ -61,7 +71,7 @@ macro_rules! sql_storage {
             /// write lock so replicas starting together do not race.
             async fn migrate(&self, migrations: &[(i64, &[&'static str])]) -> Result<(), RegistryError> {
                 let fail = |version| move |source| RegistryError::Migration { version, source };
-                let mut tx = self.begin_write("schema_migrations").await.map_err(fail(0))?;
+                let mut tx = self.begin_write(Some("schema_migrations")).await.map_err(fail(0))?;
                 sqlx::query(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
                 )
@@ -178,7 +188,7 @@ macro_rules! sql_storage {
             ) -> Result<ServerRecord, RegistryError> {
                 self.versioned(async {
                     let err = |source| RegistryError::Storage { operation: "publish", source };
-                    let mut tx = self.begin_write(name).await.map_err(err)?;
+                    let mut tx = self.begin_write(Some(name)).await.map_err(err)?;
                     let exists: Option<String> =
                         sqlx::query_scalar("SELECT version FROM servers WHERE name = $1 AND version = $2")
                             .bind(name)
@@ -316,7 +326,7 @@ macro_rules! sql_storage {
             ) -> Result<Vec<ServerRecord>, RegistryError> {
                 self.versioned(async {
                     let err = |source| RegistryError::Storage { operation: "set_status", source };
-                    let mut tx = self.begin_write(name).await.map_err(err)?;
+                    let mut tx = self.begin_write(Some(name)).await.map_err(err)?;
                     let rows = sqlx::query(concat!(
                         "UPDATE servers SET ",
                         "status_changed_at = CASE WHEN status <> $3 THEN $5 ELSE status_changed_at END, ",
@@ -341,6 +351,8 @@ macro_rules! sql_storage {
 
             async fn insert_token(&self, token: &TokenRecord, now: OffsetDateTime) -> Result<(), RegistryError> {
                 self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "insert_token", source };
+                    let mut writer = self.writer(crate::storage::sql::Durability::Durable).await.map_err(err)?;
                     sqlx::query(
                         "INSERT INTO tokens (id, hash, role, namespace, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
                     )
@@ -349,10 +361,10 @@ macro_rules! sql_storage {
                     .bind(token.role.as_str())
                     .bind(token.namespace.as_deref())
                     .bind(crate::storage::to_micros(now))
-                    .execute(self.writes())
+                    .execute(&mut *writer)
                     .await
                     .map(|_| ())
-                    .map_err(|source| RegistryError::Storage { operation: "insert_token", source })
+                    .map_err(err)
                 }).await
             }
 
@@ -372,12 +384,14 @@ macro_rules! sql_storage {
 
             async fn revoke_token(&self, id: &str, now: OffsetDateTime) -> Result<bool, RegistryError> {
                 self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "revoke_token", source };
+                    let mut writer = self.writer(crate::storage::sql::Durability::Durable).await.map_err(err)?;
                     let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                         .bind(id)
                         .bind(crate::storage::to_micros(now))
-                        .execute(self.writes())
+                        .execute(&mut *writer)
                         .await
-                        .map_err(|source| RegistryError::Storage { operation: "revoke_token", source })?;
+                        .map_err(err)?;
                     Ok(done.rows_affected() > 0)
                 }).await
             }
@@ -385,7 +399,7 @@ macro_rules! sql_storage {
             async fn register_instance(&self, instance: &InstanceRecord) -> Result<(), RegistryError> {
                 self.versioned(async {
                     let err = |source| RegistryError::Storage { operation: "register_instance", source };
-                    let mut tx = self.writes().begin().await.map_err(err)?;
+                    let mut tx = self.begin_write(None).await.map_err(err)?;
                     sqlx::query(concat!(
                         "INSERT INTO instances (", crate::storage::sql::instance_columns!(), ") ",
                         "VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -417,6 +431,7 @@ macro_rules! sql_storage {
             ) -> Result<Option<(InstanceRecord, OffsetDateTime)>, RegistryError> {
                 self.versioned(async {
                     let err = |source| RegistryError::Storage { operation: "heartbeat", source };
+                    let mut writer = self.writer(crate::storage::sql::Durability::Ephemeral).await.map_err(err)?;
                     // One statement: SET reads the old row, so the previous heartbeat moves aside in
                     // the same atomic write, and the probe columns come back by primary-key lookups.
                     let row = sqlx::query(concat!(
@@ -430,9 +445,10 @@ macro_rules! sql_storage {
                     ))
                     .bind(id)
                     .bind(crate::storage::to_micros(now))
-                    .fetch_optional(self.writes())
+                    .fetch_optional(&mut *writer)
                     .await
                     .map_err(err)?;
+                    drop(writer);
                     let Some(row) = row else {
                         return Ok(None);
                     };
@@ -452,11 +468,13 @@ macro_rules! sql_storage {
 
             async fn deregister_instance(&self, id: &str) -> Result<bool, RegistryError> {
                 self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "deregister_instance", source };
+                    let mut writer = self.writer(crate::storage::sql::Durability::Durable).await.map_err(err)?;
                     let done = sqlx::query("DELETE FROM instances WHERE id = $1")
                         .bind(id)
-                        .execute(self.writes())
+                        .execute(&mut *writer)
                         .await
-                        .map_err(|source| RegistryError::Storage { operation: "deregister_instance", source })?;
+                        .map_err(err)?;
                     Ok(done.rows_affected() > 0)
                 }).await
             }
@@ -524,6 +542,7 @@ macro_rules! sql_storage {
                 self.versioned(async {
                     let err = |source| RegistryError::Storage { operation: "claim_probes", source };
                     let until = crate::storage::to_micros(lease_until);
+                    let mut writer = self.writer(crate::storage::sql::Durability::Ephemeral).await.map_err(err)?;
                     // The outer `lease_expires_at <= $3` is re-checked against the newest row version
                     // when a concurrent claim updated it first, so a lease is never granted twice.
                     sqlx::query(concat!(
@@ -540,9 +559,10 @@ macro_rules! sql_storage {
                     .bind(crate::storage::to_micros(now))
                     .bind(crate::storage::to_micros(live_since))
                     .bind(i64::from(limit))
-                    .execute(self.writes())
+                    .execute(&mut *writer)
                     .await
                     .map_err(err)?;
+                    drop(writer);
                     // The holder is unique per prober and `until` per claim, so this reads back exactly
                     // the rows this call won.
                     let rows: Vec<(String, String)> = sqlx::query_as(concat!(
@@ -570,6 +590,8 @@ macro_rules! sql_storage {
                 error: Option<&str>,
             ) -> Result<bool, RegistryError> {
                 self.versioned(async {
+                    let err = |source| RegistryError::Storage { operation: "record_probe", source };
+                    let mut writer = self.writer(crate::storage::sql::Durability::Ephemeral).await.map_err(err)?;
                     let done = sqlx::query(concat!(
                         "UPDATE instance_probes SET probed_at = $2, ok = $3, latency_us = $4, error = $5, ",
                         "consecutive_failures = CASE WHEN $3 THEN 0 ELSE consecutive_failures + 1 END ",
@@ -580,9 +602,9 @@ macro_rules! sql_storage {
                     .bind(ok)
                     .bind(latency.map(|l| i64::try_from(l.as_micros()).unwrap_or(i64::MAX)))
                     .bind(error)
-                    .execute(self.writes())
+                    .execute(&mut *writer)
                     .await
-                    .map_err(|source| RegistryError::Storage { operation: "record_probe", source })?;
+                    .map_err(err)?;
                     Ok(done.rows_affected() > 0)
                 }).await
             }
