@@ -50,6 +50,34 @@ fn recording(c: &mut Criterion) {
             )
         })
     });
+    c.bench_function("record_client_operation", |b| {
+        b.iter(|| {
+            metrics.record_client_operation(
+                black_box(Some("claude-code")),
+                black_box("tools/call"),
+                black_box(Some("search")),
+            )
+        })
+    });
+    // What the meter records for one proxied tools/call: both messages, the operation, the client.
+    c.bench_function("per_request", |b| {
+        b.iter(|| {
+            metrics.record_message(
+                Direction::ClientToServer,
+                MessageKind::Request,
+                black_box(Some("tools/call")),
+                120,
+            );
+            metrics.record_message(
+                Direction::ServerToClient,
+                MessageKind::Response,
+                black_box(Some("tools/call")),
+                300,
+            );
+            metrics.record_operation(black_box("tools/call"), Some("search"), None, elapsed);
+            metrics.record_client_operation(Some("claude-code"), "tools/call", Some("search"));
+        })
+    });
     let upstream = metrics.upstream("default");
     c.bench_function("upstream/in_flight_guard", |b| {
         b.iter(|| drop(black_box(upstream.request_started())))

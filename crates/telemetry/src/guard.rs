@@ -109,22 +109,29 @@ impl LabelGuard {
 
     /// The value to record for `raw`: itself (cleaned) while the label has room, else `_other`.
     pub(crate) fn admit(&self, raw: &str) -> Arc<str> {
+        self.admit_exact(raw).0
+    }
+
+    /// [`Self::admit`], and whether the value recorded is `raw` itself (not cleaned, not replaced
+    /// by `_other`): only then may a caller remember the outcome for `raw`.
+    pub(crate) fn admit_exact(&self, raw: &str) -> (Arc<str>, bool) {
         let value = clean(raw, self.limits.max_value_bytes);
+        let exact = value.len() == raw.len() && matches!(value, Cow::Borrowed(_));
         if let Some(known) = self.seen.read().get(value.as_ref()) {
-            return Arc::clone(known);
+            return (Arc::clone(known), exact);
         }
         let mut seen = self.seen.write();
         // Another thread may have admitted it between the two locks.
         if let Some(known) = seen.get(value.as_ref()) {
-            return Arc::clone(known);
+            return (Arc::clone(known), exact);
         }
         if seen.len() >= self.limits.max_values_per_label {
             self.overflow.inc();
-            return Arc::clone(&self.other);
+            return (Arc::clone(&self.other), false);
         }
         let admitted: Arc<str> = Arc::from(value.as_ref());
         seen.insert(Arc::clone(&admitted));
-        admitted
+        (admitted, exact)
     }
 }
 
@@ -234,6 +241,23 @@ mod tests {
         );
         assert_eq!(&*guard.admit("d"), OVERFLOW_VALUE);
         assert_eq!(overflow.get(), 2, "each replaced value is counted");
+    }
+
+    #[test]
+    fn exact_only_when_the_value_is_kept_as_is() {
+        let guard = LabelGuard::new(CardinalityLimits::new(2, 8).unwrap(), Counter::default());
+        let table = [
+            ("a", true, "admitted unchanged"),
+            ("a", true, "known unchanged"),
+            ("abcdefghij", false, "cut to 8 bytes"),
+            ("x\ny", false, "limit reached: replaced by _other"),
+            ("a\n", false, "cleaned (and over the limit)"),
+        ];
+        for (raw, want, why) in table {
+            assert_eq!(guard.admit_exact(raw).1, want, "{why}");
+        }
+        let cleaned = LabelGuard::new(CardinalityLimits::default(), Counter::default());
+        assert!(!cleaned.admit_exact("a\tb").1, "control character replaced");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Everything is built on `prometheus-client`: register with [`McpMetrics::new`] and
 //! [`ProcessCollector`], serve with [`negotiate`] and [`encode`].
 
+mod cache;
 mod error;
 mod guard;
 

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::cache::SeriesCache;
 use crate::guard::{CardinalityLimits, LabelGuard};
 
 /// `mcp.server.operation.duration` advisory buckets from the semconv (10 ms .. 300 s), with 1, 2.5
@@ -284,7 +285,8 @@ fn queue_wait_histogram() -> Histogram {
 }
 
 /// MCP traffic metrics. Cheap to clone (one `Arc`); every client-supplied label value goes through
-/// a [cardinality guard](CardinalityLimits).
+/// a [cardinality guard](CardinalityLimits). The per-request records remember the series of each
+/// label set they have resolved, so a repeated label set costs one hash and one read lock.
 #[derive(Clone, Debug)]
 pub struct McpMetrics {
     inner: Arc<Inner>,
@@ -294,10 +296,14 @@ pub struct McpMetrics {
 struct Inner {
     empty: Arc<str>,
     operation_duration: HistogramFamily<OperationLabels>,
+    // Keyed by (method, tool, error type) as passed in.
+    operation_series: SeriesCache<3, Histogram>,
     operation_method: LabelGuard,
     operation_tool: LabelGuard,
     operation_error: LabelGuard,
     messages: Family<MessageLabels, Counter>,
+    // Indexed by `message_index`, keyed by method.
+    message_series: [SeriesCache<1, Counter>; 8],
     message_method: LabelGuard,
     // Indexed by `direction_index`: resolved once so recording a size is one histogram update.
     message_size: [Histogram; 2],
@@ -308,6 +314,8 @@ struct Inner {
     sessions_client: LabelGuard,
     sessions_protocol: LabelGuard,
     client_operations: Family<ClientOperationLabels, Counter>,
+    // Keyed by (client, method, tool) as passed in.
+    client_operation_series: SeriesCache<3, Counter>,
     client_operations_client: LabelGuard,
     client_operations_method: LabelGuard,
     client_operations_tool: LabelGuard,
@@ -326,6 +334,16 @@ fn direction_index(direction: Direction) -> usize {
         Direction::ClientToServer => 0,
         Direction::ServerToClient => 1,
     }
+}
+
+fn message_index(direction: Direction, kind: MessageKind) -> usize {
+    let kind = match kind {
+        MessageKind::Request => 0,
+        MessageKind::Notification => 1,
+        MessageKind::Response => 2,
+        MessageKind::Error => 3,
+    };
+    direction_index(direction) * 4 + kind
 }
 
 fn stream_index(stream: SseStream) -> usize {
@@ -456,10 +474,12 @@ impl McpMetrics {
             inner: Arc::new(Inner {
                 empty: Arc::from(""),
                 operation_duration,
+                operation_series: SeriesCache::new(),
                 operation_method: guard("mcp_server_operation_duration_seconds", "mcp_method_name"),
                 operation_tool: guard("mcp_server_operation_duration_seconds", "gen_ai_tool_name"),
                 operation_error: guard("mcp_server_operation_duration_seconds", "error_type"),
                 messages,
+                message_series: std::array::from_fn(|_| SeriesCache::new()),
                 message_method: guard("mcp_messages_total", "mcp_method_name"),
                 message_size,
                 sessions_active,
@@ -472,6 +492,7 @@ impl McpMetrics {
                 sessions_client: guard("mcp_server_sessions_total", "client_name"),
                 sessions_protocol: guard("mcp_server_sessions_total", "mcp_protocol_version"),
                 client_operations,
+                client_operation_series: SeriesCache::new(),
                 client_operations_client: guard(
                     "mcp_server_client_operations_total",
                     "client_name",
@@ -504,6 +525,14 @@ impl McpMetrics {
         }
     }
 
+    /// [`Self::optional`], and whether the label value is exactly what was passed.
+    fn optional_exact(&self, guard: &LabelGuard, value: Option<&str>) -> (Arc<str>, bool) {
+        match value {
+            Some(value) => guard.admit_exact(value),
+            None => (Arc::clone(&self.inner.empty), true),
+        }
+    }
+
     /// Records one MCP request or notification handled. `tool` is the tool name of a `tools/call`
     /// (`None` otherwise); `error_type` is `None` on success, else the JSON-RPC error code,
     /// `tool_error` or a transport error class, as the semconv says.
@@ -515,15 +544,24 @@ impl McpMetrics {
         elapsed: Duration,
     ) {
         let inner = &*self.inner;
-        let labels = OperationLabels {
-            mcp_method_name: inner.operation_method.admit(method),
-            gen_ai_tool_name: self.optional(&inner.operation_tool, tool),
-            error_type: self.optional(&inner.operation_error, error_type),
-        };
-        inner
-            .operation_duration
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        inner.operation_series.record(
+            [Some(method), tool, error_type],
+            || {
+                let (mcp_method_name, m) = inner.operation_method.admit_exact(method);
+                let (gen_ai_tool_name, t) = self.optional_exact(&inner.operation_tool, tool);
+                let (error_type, e) = self.optional_exact(&inner.operation_error, error_type);
+                let labels = OperationLabels {
+                    mcp_method_name,
+                    gen_ai_tool_name,
+                    error_type,
+                };
+                (
+                    inner.operation_duration.get_or_create_owned(&labels),
+                    m && t && e,
+                )
+            },
+            |histogram| histogram.observe(elapsed.as_secs_f64()),
+        );
     }
 
     /// Records one JSON-RPC message and its size. `method` is `None` for responses and errors
@@ -536,12 +574,21 @@ impl McpMetrics {
         size_bytes: usize,
     ) {
         let inner = &*self.inner;
-        let labels = MessageLabels {
-            direction,
-            kind,
-            mcp_method_name: self.optional(&inner.message_method, method),
-        };
-        inner.messages.get_or_create(&labels).inc();
+        inner.message_series[message_index(direction, kind)].record(
+            [method],
+            || {
+                let (mcp_method_name, exact) = self.optional_exact(&inner.message_method, method);
+                let labels = MessageLabels {
+                    direction,
+                    kind,
+                    mcp_method_name,
+                };
+                (inner.messages.get_or_create_owned(&labels), exact)
+            },
+            |counter| {
+                counter.inc();
+            },
+        );
         // Precision loss above 2^53 bytes is irrelevant for a size histogram.
         inner.message_size[direction_index(direction)].observe(size_bytes as f64);
     }
@@ -554,12 +601,28 @@ impl McpMetrics {
         tool: Option<&str>,
     ) {
         let inner = &*self.inner;
-        let labels = ClientOperationLabels {
-            client_name: self.optional(&inner.client_operations_client, client_name),
-            mcp_method_name: inner.client_operations_method.admit(method),
-            gen_ai_tool_name: self.optional(&inner.client_operations_tool, tool),
-        };
-        inner.client_operations.get_or_create(&labels).inc();
+        inner.client_operation_series.record(
+            [client_name, Some(method), tool],
+            || {
+                let (client_name, c) =
+                    self.optional_exact(&inner.client_operations_client, client_name);
+                let (mcp_method_name, m) = inner.client_operations_method.admit_exact(method);
+                let (gen_ai_tool_name, t) =
+                    self.optional_exact(&inner.client_operations_tool, tool);
+                let labels = ClientOperationLabels {
+                    client_name,
+                    mcp_method_name,
+                    gen_ai_tool_name,
+                };
+                (
+                    inner.client_operations.get_or_create_owned(&labels),
+                    c && m && t,
+                )
+            },
+            |counter| {
+                counter.inc();
+            },
+        );
     }
 
     /// Records a session start. The returned guard keeps `mcp_server_sessions_active` up while it

@@ -1,4 +1,7 @@
-//! Hot-path costs for the meter proxy: classifying typical and large MCP bodies, and SSE framing throughput.
+//! Hot-path costs for the meter proxy: classifying typical and large MCP bodies (the scanner beside the serde classifier it replaced), and SSE framing throughput.
+
+#[path = "../tests/oracle/mod.rs"]
+mod oracle;
 
 use std::hint::black_box;
 
@@ -16,6 +19,17 @@ fn tools_call_request() -> Vec<u8> {
             "arguments": {"query": "label:bug state:open", "limit": 20, "repo": "mcpulse/mcpulse"},
             "_meta": {"progressToken": "tok-42"}
         }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A small tool result, the typical answer to the request above.
+fn tools_call_result() -> Vec<u8> {
+    json!({
+        "jsonrpc": "2.0",
+        "id": 42,
+        "result": {"content": [{"type": "text", "text": "3 open issues: #3, #7, #9"}], "isError": false}
     })
     .to_string()
     .into_bytes()
@@ -52,17 +66,21 @@ fn sse_stream() -> Vec<u8> {
 }
 
 fn benches(c: &mut Criterion) {
-    let small = tools_call_request();
+    let bodies = [
+        ("tools_call_request", tools_call_request()),
+        ("tools_call_result", tools_call_result()),
+        ("tools_call_result_64KiB", large_tools_result()),
+    ];
     let mut group = c.benchmark_group("classify");
-    group.throughput(Throughput::Bytes(small.len() as u64));
-    group.bench_function("tools_call_request", |b| {
-        b.iter(|| classify(black_box(&small)))
-    });
-    let large = large_tools_result();
-    group.throughput(Throughput::Bytes(large.len() as u64));
-    group.bench_function("tools_call_result_64KiB", |b| {
-        b.iter(|| classify(black_box(&large)))
-    });
+    for (name, body) in &bodies {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(format!("{name}/scanner"), |b| {
+            b.iter(|| classify(black_box(body)))
+        });
+        group.bench_function(format!("{name}/serde_before"), |b| {
+            b.iter(|| oracle::classify(black_box(body)))
+        });
+    }
     group.finish();
 
     let stream = sse_stream();

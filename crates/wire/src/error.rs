@@ -8,7 +8,7 @@ use thiserror::Error;
 /// `error.type` the exchange is counted under (see [`WireError::error_type`]).
 #[derive(Debug, Error)]
 pub enum WireError {
-    /// The body is not JSON at all.
+    /// The body is not JSON at all; the message says what was wrong at which byte offset.
     #[error(
         "body is not valid JSON ({0}); the peer must send one JSON-RPC 2.0 object or an array of them"
     )]
@@ -54,7 +54,7 @@ fn where_(index: &Option<usize>) -> String {
 /// The JSON-RPC 2.0 / MCP rule a message broke, each with a fix in its message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Violation {
-    /// The value is JSON but not an object (or an object with a repeated member): serde's own words.
+    /// The value is JSON but not an object, or an object with a repeated envelope member.
     #[error("{0}")]
     Shape(String),
     #[error(r#"missing "jsonrpc" member; every message must carry "jsonrpc": "2.0""#)]

@@ -6,6 +6,7 @@
 
 mod error;
 mod jsonrpc;
+mod scan;
 mod sse;
 mod text;
 
