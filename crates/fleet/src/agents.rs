@@ -174,6 +174,9 @@ impl Agents {
                 "1s",
                 "--label",
                 &format!("fleet-agent={id}"),
+                // Agents leave with `up`, even when it is killed outright.
+                "--parent-pid",
+                &std::process::id().to_string(),
             ])
             .args(&self.template.extra_args)
             .stdin(Stdio::null())

@@ -359,3 +359,71 @@ async fn a_killed_agent_fires_the_agent_down_alert_until_it_is_restarted() {
     );
     let _ = std::fs::remove_dir_all(data);
 }
+
+/// Running and not a zombie (an exited orphan may wait a moment for init to reap it).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[tokio::test]
+async fn agents_do_not_outlive_an_up_that_is_killed_outright() {
+    let data = std::env::temp_dir().join(format!("mcpulse-up-orphans-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let data_dir = data.to_str().unwrap().to_owned();
+    let port = |p: u16| format!("127.0.0.1:{p}");
+    let up = Running(
+        Command::new(MCPULSE)
+            .args([
+                "up",
+                "--data-dir",
+                &data_dir,
+                "--agents",
+                "2",
+                "--no-monitoring",
+            ])
+            .args([
+                "--gateway",
+                &port(free_port()),
+                "--console",
+                &port(free_port()),
+            ])
+            .args(["--registry", &port(free_port())])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ready = wait_for_status(
+        &data_dir,
+        "two agents running",
+        Duration::from_secs(60),
+        |s| {
+            s["instances"].as_array().is_some_and(|agents| {
+                agents.len() == 2 && agents.iter().all(|a| a["phase"] == "running")
+            })
+        },
+    )
+    .await;
+    let pids: Vec<i32> = ready["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| i32::try_from(a["pid"].as_i64().unwrap()).unwrap())
+        .collect();
+    assert!(pids.iter().all(|pid| alive(*pid)));
+
+    up.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|pid| alive(*pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "agents {pids:?} still run 20 s after up was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = std::fs::remove_dir_all(data);
+}

@@ -105,6 +105,10 @@ pub struct AgentArgs {
     /// On SIGTERM, how long in-flight calls get to finish after deregistering
     #[arg(long, env = "MCPULSE_AGENT_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Shut down (as on SIGTERM) once this process is no longer the agent's parent, so agents started by
+    /// `mcpulse up` do not outlive it when it is killed outright
+    #[arg(long, value_name = "PID")]
+    parent_pid: Option<u32>,
 }
 
 impl AgentArgs {
@@ -160,12 +164,34 @@ fn parse_labels(pairs: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 pub async fn run(args: AgentArgs) -> Result<i32> {
+    let parent = args.parent_pid;
     let config = args.into_config()?;
-    mcpulse_agent::run(config, crate::shutdown_signal(), |bound| {
+    let shutdown = async move {
+        tokio::select! {
+            () = crate::shutdown_signal() => {}
+            () = parent_gone(parent) => tracing::warn!("the parent process is gone; shutting down"),
+        }
+    };
+    mcpulse_agent::run(config, shutdown, |bound| {
         tracing::info!(mcp = %format!("http://{}/mcp", bound.listen), metrics = %bound.metrics, "agent listening");
     })
     .await?;
     Ok(0)
+}
+
+/// Resolves once `parent` is no longer this process's parent (an orphan is adopted by init or a subreaper);
+/// never without a parent to watch.
+async fn parent_gone(parent: Option<u32>) {
+    let Some(parent) = parent else {
+        return std::future::pending().await;
+    };
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every_second.tick().await;
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
