@@ -29,37 +29,19 @@ async fn the_console_shows_live_charts_in_a_browser() {
     let Some(chromium) = chromium() else { return };
     let data = std::env::temp_dir().join(format!("mcpulse-console-{}", std::process::id()));
     let data_dir = data.to_str().unwrap().to_owned();
-    let (gateway, console, registry) = (free_port(), free_port(), free_port());
-    let _up = Running(
-        Command::new(MCPULSE)
-            .args([
-                "up",
-                "--data-dir",
-                &data_dir,
-                "--agents",
-                "2",
-                "--sync-period",
-                "2s",
-            ])
-            .args([
-                "--gateway",
-                &format!("127.0.0.1:{gateway}"),
-                "--console",
-                &format!("127.0.0.1:{console}"),
-            ])
-            .args(["--registry", &format!("127.0.0.1:{registry}")])
-            // Prometheus and Alertmanager, when installed, on free ports: a developer's own may hold 9090.
-            .args([
-                "--prometheus",
-                "127.0.0.1:0",
-                "--alertmanager",
-                "127.0.0.1:0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    // Prometheus and Alertmanager, when installed, on free ports: a developer's own may hold 9090.
+    let (_up, UpPorts { gateway, console }) = spawn_up(
+        &data_dir,
+        &[
+            "--agents",
+            "2",
+            "--sync-period",
+            "2s",
+            "--prometheus",
+            "127.0.0.1:0",
+            "--alertmanager",
+            "127.0.0.1:0",
+        ],
     );
     let base = format!("http://127.0.0.1:{console}");
     wait_for_http(&format!("{base}/api/status")).await;

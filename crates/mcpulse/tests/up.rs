@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -28,49 +28,28 @@ fn current(status: &Value) -> u64 {
 async fn the_fleet_scales_out_under_load_and_back_in_without_losing_calls() {
     let data = std::env::temp_dir().join(format!("mcpulse-up-{}", std::process::id()));
     let data_dir = data.to_str().unwrap().to_owned();
-    let (gateway, console, registry) = (free_port(), free_port(), free_port());
-    let up = Running(
-        Command::new(MCPULSE)
-            .args([
-                "up",
-                "--data-dir",
-                &data_dir,
-                "--agents",
-                "1",
-                "--min-replicas",
-                "1",
-                "--max-replicas",
-                "5",
-            ])
-            .args([
-                "--gateway",
-                &format!("127.0.0.1:{gateway}"),
-                "--console",
-                &format!("127.0.0.1:{console}"),
-            ])
-            .args([
-                "--registry",
-                &format!("127.0.0.1:{registry}"),
-                "--scale-down-window",
-                "8s",
-                "--sync-period",
-                "2s",
-            ])
-            .args([
-                "--agent-sleep-ms",
-                "100",
-                "--agent-workers",
-                "2",
-                "--drain-timeout",
-                "5s",
-                // The alert test below runs Prometheus; this one is about scaling.
-                "--no-monitoring",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (up, UpPorts { gateway, console }) = spawn_up(
+        &data_dir,
+        &[
+            "--agents",
+            "1",
+            "--min-replicas",
+            "1",
+            "--max-replicas",
+            "5",
+            "--scale-down-window",
+            "8s",
+            "--sync-period",
+            "2s",
+            "--agent-sleep-ms",
+            "100",
+            "--agent-workers",
+            "2",
+            "--drain-timeout",
+            "5s",
+            // The alert test below runs Prometheus; this one is about scaling.
+            "--no-monitoring",
+        ],
     );
     wait_for_http(&format!("http://127.0.0.1:{console}/api/status")).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -247,37 +226,22 @@ async fn a_killed_agent_fires_the_agent_down_alert_until_it_is_restarted() {
     let data = std::env::temp_dir().join(format!("mcpulse-up-alerts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let data_dir = data.to_str().unwrap().to_owned();
-    let port = |p: u16| format!("127.0.0.1:{p}");
-    let mut up = Running(
-        Command::new(MCPULSE)
-            .args([
-                "up",
-                "--data-dir",
-                &data_dir,
-                "--agents",
-                "1",
-                "--max-replicas",
-                "1",
-            ])
-            .args([
-                "--gateway",
-                &port(free_port()),
-                "--console",
-                &port(free_port()),
-            ])
-            .args(["--registry", &port(free_port())])
-            .args([
-                "--prometheus",
-                "127.0.0.1:0",
-                "--alertmanager",
-                "127.0.0.1:0",
-            ])
-            .args(["--scrape-interval", "1s", "--alert-pending-max", "2s"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (mut up, _) = spawn_up(
+        &data_dir,
+        &[
+            "--agents",
+            "1",
+            "--max-replicas",
+            "1",
+            "--prometheus",
+            "127.0.0.1:0",
+            "--alertmanager",
+            "127.0.0.1:0",
+            "--scrape-interval",
+            "1s",
+            "--alert-pending-max",
+            "2s",
+        ],
     );
 
     let ready = wait_for_status(
@@ -373,30 +337,7 @@ async fn agents_do_not_outlive_an_up_that_is_killed_outright() {
     let data = std::env::temp_dir().join(format!("mcpulse-up-orphans-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let data_dir = data.to_str().unwrap().to_owned();
-    let port = |p: u16| format!("127.0.0.1:{p}");
-    let up = Running(
-        Command::new(MCPULSE)
-            .args([
-                "up",
-                "--data-dir",
-                &data_dir,
-                "--agents",
-                "2",
-                "--no-monitoring",
-            ])
-            .args([
-                "--gateway",
-                &port(free_port()),
-                "--console",
-                &port(free_port()),
-            ])
-            .args(["--registry", &port(free_port())])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (up, _) = spawn_up(&data_dir, &["--agents", "2", "--no-monitoring"]);
     let ready = wait_for_status(
         &data_dir,
         "two agents running",

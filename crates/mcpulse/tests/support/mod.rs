@@ -107,6 +107,38 @@ pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Running {
     Running(child)
 }
 
+/// Where an `mcpulse up` under test listens.
+pub struct UpPorts {
+    pub gateway: u16,
+    pub console: u16,
+}
+
+/// Starts `mcpulse up --data-dir DATA_DIR` with its gateway, console and registry on free loopback ports, plus
+/// `args`; output is discarded.
+pub fn spawn_up(data_dir: &str, args: &[&str]) -> (Running, UpPorts) {
+    let ports = UpPorts {
+        gateway: free_port(),
+        console: free_port(),
+    };
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    let child = Command::new(MCPULSE)
+        .args(["up", "--data-dir", data_dir])
+        .args([
+            "--gateway",
+            &addr(ports.gateway),
+            "--console",
+            &addr(ports.console),
+        ])
+        .args(["--registry", &addr(free_port())])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mcpulse up");
+    (Running(child), ports)
+}
+
 /// Waits until something accepts HTTP on `url` (any status).
 pub async fn wait_for_http(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
