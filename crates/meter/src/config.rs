@@ -7,6 +7,14 @@ use http::Uri;
 
 use crate::MeterError;
 
+/// Most worker threads: past the core count more threads only add switching.
+pub const MAX_WORKERS: usize = 256;
+
+/// One worker per CPU the process may use (the cgroup quota counts, so a pod limited to one core gets one).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Where the meter sends traffic: HTTP upstreams (sidecar or gateway) or a stdio child process.
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -111,6 +119,8 @@ pub struct MeterConfig {
     pub label_limit: usize,
     /// Largest SSE event observed in full; larger ones are relayed but only counted.
     pub max_sse_event_bytes: usize,
+    /// Threads serving client connections, each owning its connections from accept to close.
+    pub workers: usize,
 }
 
 impl MeterConfig {
@@ -134,6 +144,7 @@ impl MeterConfig {
             session_idle_timeout: Duration::from_secs(3600),
             label_limit: 100,
             max_sse_event_bytes: 1024 * 1024,
+            workers: default_workers(),
         }
     }
 
@@ -174,6 +185,15 @@ impl MeterConfig {
         }
         if self.label_limit == 0 {
             return bad("label-limit", "must be at least 1");
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return bad(
+                "workers",
+                &format!(
+                    "must be within 1..={MAX_WORKERS}, got {}; one per CPU core the meter may use is plenty",
+                    self.workers
+                ),
+            );
         }
         for (field, value) in [
             ("upstream-timeout", self.upstream_timeout),

@@ -11,6 +11,7 @@ mod proxy;
 mod sessions;
 mod stdio;
 mod upstream;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use mcpulse_telemetry::{CardinalityLimits, McpMetrics, ProcessCollector};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -55,6 +55,8 @@ pub enum MeterError {
         command: String,
         source: std::io::Error,
     },
+    #[error("cannot start the proxy worker threads: {0}")]
+    Workers(std::io::Error),
     #[error("stdio relay failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -147,7 +149,9 @@ pub async fn run(
                 proxy: Some(proxy_addr),
                 metrics: metrics_addr,
             });
-            serve_proxy(listener, proxy, admin, config.shutdown_grace, shutdown).await;
+            let workers = workers::Workers::start(config.workers, &proxy, config.shutdown_grace)
+                .map_err(MeterError::Workers)?;
+            serve_proxy(listener, workers, admin, config.shutdown_grace, shutdown).await;
             Ok(0)
         }
     }
@@ -169,40 +173,27 @@ fn connection_builder(client_timeout: Duration) -> auto::Builder<TokioExecutor> 
     builder
 }
 
-/// Accepts client connections until shutdown, then stops accepting and lets in-flight exchanges finish
-/// within the grace period.
+/// Accepts client connections until shutdown and hands each to a worker; then stops accepting and lets the
+/// workers finish their in-flight exchanges within the grace period.
 async fn serve_proxy(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    workers: workers::Workers,
     admin: Arc<Admin>,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = connection_builder(proxy.config.client_timeout);
-    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                match accepted {
+                    Ok((stream, _)) => workers.dispatch(stream),
                     Err(error) => {
                         // Usually out of file descriptors: back off instead of spinning.
                         tracing::warn!(%error, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
                     }
-                };
-                let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let service = service_fn(move |request| proxy.clone().handle(request));
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = watched.await {
-                        tracing::debug!(%error, "client connection ended with an error");
-                    }
-                });
+                }
             }
             () = &mut shutdown => break,
         }
@@ -213,12 +204,7 @@ async fn serve_proxy(
         ?grace,
         "shutting down: no new connections, finishing in-flight requests"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing the remaining connections");
-    }
+    workers.shut_down().await;
 }
 
 async fn serve_admin(listener: TcpListener, admin: Arc<Admin>) {

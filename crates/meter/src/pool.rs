@@ -3,6 +3,9 @@
 //! A shared client's pool keys connections by scheme and authority, hashes that key twice per request and spawns
 //! a task per request to learn when the connection is free again. The meter knows its upstream already and
 //! learns when a response ends from the body it relays, so a locked stack of idle senders is all it needs.
+//!
+//! Idle connections are kept apart per worker thread: a connection's I/O runs on the worker that opened it, so
+//! lending it to another worker would wake that thread for every read and write of the exchange.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -15,6 +18,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::workers;
 
 /// Time allowed to open a TCP connection to an upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,8 +65,9 @@ pub struct Pool {
     address: String,
     /// Sent as `Host` when the client sent none (HTTP/2 clients carry the authority in the URI instead).
     host: HeaderValue,
-    /// Most recently used last, so the warmest connection is reused first and the oldest expire at the front.
-    idle: Mutex<VecDeque<Idle>>,
+    /// Per worker (index [`workers::current`]), most recently used last, so the warmest connection is reused
+    /// first and the oldest expire at the front.
+    idle: Mutex<Vec<VecDeque<Idle>>>,
 }
 
 /// A connection lent to one exchange: given back with [`Lease::release`] once the response has been read to
@@ -69,11 +75,13 @@ pub struct Pool {
 pub struct Lease {
     sender: Sender,
     pool: Arc<Pool>,
+    /// The worker whose runtime drives the connection.
+    worker: usize,
 }
 
 impl Lease {
     pub fn release(self, now: Instant) {
-        self.pool.give_back(self.sender, now);
+        self.pool.give_back(self.worker, self.sender, now);
     }
 }
 
@@ -86,7 +94,7 @@ impl Pool {
         Arc::new(Self {
             address: format!("{host}:{port}"),
             host: HeaderValue::from_str(authority).unwrap_or(HeaderValue::from_static("")),
-            idle: Mutex::new(VecDeque::new()),
+            idle: Mutex::new(Vec::new()),
         })
     }
 
@@ -101,12 +109,13 @@ impl Pool {
         self: &Arc<Self>,
         mut request: Request<Full<Bytes>>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
-        while let Some(mut sender) = self.checkout() {
+        let worker = workers::current();
+        while let Some(mut sender) = self.checkout(worker) {
             if sender.ready().await.is_err() {
                 continue;
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, self.lease(sender))),
+                Ok(response) => return Ok((response, self.lease(worker, sender))),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
                     None => return Err(SendError::Http(error.into_error())),
@@ -115,20 +124,22 @@ impl Pool {
         }
         let mut sender = self.connect().await?;
         match sender.send_request(request).await {
-            Ok(response) => Ok((response, self.lease(sender))),
+            Ok(response) => Ok((response, self.lease(worker, sender))),
             Err(error) => Err(SendError::Http(error)),
         }
     }
 
-    fn lease(self: &Arc<Self>, sender: Sender) -> Lease {
+    fn lease(self: &Arc<Self>, worker: usize, sender: Sender) -> Lease {
         Lease {
             sender,
             pool: Arc::clone(self),
+            worker,
         }
     }
 
-    fn checkout(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().ok()?;
+    fn checkout(&self, worker: usize) -> Option<Sender> {
+        let mut shards = self.idle.lock().ok()?;
+        let idle = shards.get_mut(worker)?;
         while let Some(entry) = idle.pop_back() {
             if !entry.sender.is_closed() {
                 return Some(entry.sender);
@@ -137,13 +148,17 @@ impl Pool {
         None
     }
 
-    fn give_back(&self, sender: Sender, now: Instant) {
+    fn give_back(&self, worker: usize, sender: Sender, now: Instant) {
         if sender.is_closed() {
             return;
         }
-        let Ok(mut idle) = self.idle.lock() else {
+        let Ok(mut shards) = self.idle.lock() else {
             return;
         };
+        if shards.len() <= worker {
+            shards.resize_with(worker + 1, VecDeque::new);
+        }
+        let idle = &mut shards[worker];
         while idle
             .front()
             .is_some_and(|oldest| now.saturating_duration_since(oldest.since) >= IDLE_TIMEOUT)
@@ -180,7 +195,9 @@ impl Pool {
 
     #[cfg(test)]
     fn idle_len(&self) -> usize {
-        self.idle.lock().map_or(0, |idle| idle.len())
+        self.idle
+            .lock()
+            .map_or(0, |shards| shards.iter().map(VecDeque::len).sum())
     }
 }
 

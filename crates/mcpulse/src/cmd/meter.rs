@@ -111,6 +111,12 @@ pub struct MeterSettings {
     #[arg(long, env = "MCPULSE_METER_MAX_SSE_EVENT", value_name = "SIZE", value_parser = parse_size)]
     #[serde(default, deserialize_with = "deserialize_size")]
     max_sse_event: Option<usize>,
+
+    /// Threads serving client connections [default: one per CPU the process may use]. Each keeps its
+    /// connections from accept to close, so one request never hops between threads; 1 suits a sidecar
+    /// given one core
+    #[arg(long, env = "MCPULSE_METER_WORKERS", value_name = "N")]
+    workers: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +248,7 @@ impl MeterArgs {
             flags.max_sse_event,
             file.max_sse_event,
         );
+        set(&mut config.workers, flags.workers, file.workers);
         config.validate()?;
         Ok(config)
     }
