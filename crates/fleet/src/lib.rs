@@ -339,6 +339,7 @@ pub async fn run(
             .as_ref()
             .map(signals::in_flight_by_upstream)
             .unwrap_or_default();
+        let in_flight: f64 = in_flight_now.values().sum();
         for (upstream, value) in &in_flight_now {
             let entry = load_sums.entry(upstream.clone()).or_insert((0.0, 0));
             entry.0 += value;
@@ -360,7 +361,7 @@ pub async fn run(
             t: started.elapsed().as_secs_f64(),
             rate,
             serving: u32::try_from(agents.running().count()).unwrap_or(u32::MAX),
-            in_flight: in_flight_now.values().sum(),
+            in_flight,
         });
 
         if now.duration_since(last_decision) >= config.sync_period {
@@ -450,7 +451,6 @@ pub async fn run(
         }
 
         let current = u32::try_from(agents.current()).unwrap_or(u32::MAX);
-        let in_flight: f64 = in_flight_now.values().sum();
         let sample = Sample {
             t: started.elapsed().as_secs_f64(),
             rate,
