@@ -1,117 +1,14 @@
 //! In-process tests of every endpoint and error path, through the router with `oneshot`.
 
-use std::sync::{Arc, Mutex};
+mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use mcpulse_registry::storage::{SqliteStorage, Storage};
-use mcpulse_registry::{AppState, RegistryMetrics, Role, ServiceOptions, auth, router};
-use prometheus_client::registry::Registry;
+use mcpulse_registry::{Role, ServiceOptions};
 use serde_json::{Value, json};
+use support::Harness;
 use time::{Duration, OffsetDateTime};
 use tower::ServiceExt;
-
-struct Harness {
-    app: axum::Router,
-    clock: Arc<Mutex<OffsetDateTime>>,
-    storage: Arc<SqliteStorage>,
-    registry: Registry,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness_with(options: ServiceOptions) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(SqliteStorage::open(dir.path()).await.unwrap());
-    let mut registry = Registry::default();
-    let metrics = RegistryMetrics::register(&mut registry);
-    let clock = Arc::new(Mutex::new(
-        OffsetDateTime::from_unix_timestamp(1_750_000_000).unwrap(),
-    ));
-    let c = clock.clone();
-    let state = AppState::new(storage.clone(), options, metrics)
-        .with_clock(Arc::new(move || *c.lock().unwrap()));
-    Harness {
-        app: router(state),
-        clock,
-        storage,
-        registry,
-        _dir: dir,
-    }
-}
-
-async fn harness() -> Harness {
-    harness_with(ServiceOptions::default()).await
-}
-
-impl Harness {
-    async fn token(&self, role: Role, namespace: Option<&str>) -> String {
-        let (token, record) = auth::generate(role, namespace.map(str::to_owned)).unwrap();
-        self.storage
-            .insert_token(&record, OffsetDateTime::now_utc())
-            .await
-            .unwrap();
-        token
-    }
-
-    fn advance(&self, seconds: i64) {
-        *self.clock.lock().unwrap() += Duration::seconds(seconds);
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        if bytes.is_empty() {
-            return (status, Value::Null);
-        }
-        if status.is_client_error() || status.is_server_error() {
-            assert_eq!(
-                content_type.unwrap(),
-                "application/json",
-                "errors are JSON per the contract"
-            );
-        }
-        (
-            status,
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes))),
-        )
-    }
-
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
-        self.send(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(v) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.send(request.body(body).unwrap()).await
-    }
-
-    async fn publish(&self, token: &str, name: &str, version: &str) -> (StatusCode, Value) {
-        let doc = json!({"name": name, "description": "A server", "version": version});
-        self.call("POST", "/v0.1/publish", Some(token), Some(doc))
-            .await
-    }
-}
 
 fn official(v: &Value) -> &Value {
     &v["_meta"]["io.modelcontextprotocol.registry/official"]
@@ -129,7 +26,7 @@ fn assert_problem(body: &Value, status: StatusCode) {
 
 #[tokio::test]
 async fn publish_and_read_back() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, Some("io.example/*")).await;
     let (status, body) = h.publish(&token, "io.example/weather", "1.0.0").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -144,7 +41,7 @@ async fn publish_and_read_back() {
         "absent, not null, when there is none"
     );
 
-    h.advance(1);
+    h.advance(Duration::seconds(1));
     assert_eq!(
         h.publish(&token, "io.example/weather", "1.1.0").await.0,
         StatusCode::OK
@@ -181,10 +78,10 @@ async fn publish_and_read_back() {
 
 #[tokio::test]
 async fn list_pages_and_filters() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Admin, None).await;
     for (i, name) in ["io.a/one", "io.a/two", "com.b/three"].iter().enumerate() {
-        h.advance(i64::try_from(i).unwrap() + 1);
+        h.advance(Duration::seconds(i64::try_from(i).unwrap() + 1));
         assert_eq!(h.publish(&token, name, "1.0.0").await.0, StatusCode::OK);
     }
     let (_, first) = h.get("/v0.1/servers?limit=2").await;
@@ -230,7 +127,7 @@ async fn list_pages_and_filters() {
 
 #[tokio::test]
 async fn bad_queries_are_400_with_reasons() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let cases = [
         ("/v0.1/servers?limit=0", "limit"),
         ("/v0.1/servers?limit=101", "limit"),
@@ -261,7 +158,7 @@ async fn bad_queries_are_400_with_reasons() {
 
 #[tokio::test]
 async fn not_found_and_not_implemented() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Admin, None).await;
     let cases = [
         (
@@ -300,16 +197,12 @@ async fn not_found_and_not_implemented() {
 
 #[tokio::test]
 async fn publish_auth_errors() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let reader = h.token(Role::Reader, None).await;
     let scoped = h.token(Role::Publisher, Some("io.example/*")).await;
-    let (revoked, record) = auth::generate(Role::Admin, None).unwrap();
+    let (revoked, revoked_id) = h.token_and_id(Role::Admin, None).await;
     h.storage
-        .insert_token(&record, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    h.storage
-        .revoke_token(&record.id, OffsetDateTime::now_utc())
+        .revoke_token(&revoked_id, OffsetDateTime::now_utc())
         .await
         .unwrap();
     let forged = format!("mcpr_{}", "0".repeat(64));
@@ -339,7 +232,7 @@ async fn publish_auth_errors() {
 
 #[tokio::test]
 async fn publish_body_errors() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, None).await;
     let (status, body) = h
         .call(
@@ -392,7 +285,7 @@ async fn publish_body_errors() {
 
 #[tokio::test]
 async fn versions_are_immutable() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, None).await;
     assert_eq!(h.publish(&token, "io.a/x", "1.0.0").await.0, StatusCode::OK);
     let (status, body) = h.publish(&token, "io.a/x", "1.0.0").await;
@@ -402,12 +295,12 @@ async fn versions_are_immutable() {
 
 #[tokio::test]
 async fn status_updates() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, Some("io.a/*")).await;
     let other = h.token(Role::Publisher, Some("com.b/*")).await;
     h.publish(&token, "io.a/x", "1.0.0").await;
     h.publish(&token, "io.a/x", "2.0.0").await;
-    h.advance(5);
+    h.advance(Duration::seconds(5));
     let uri = "/v0.1/servers/io.a%2Fx/versions/1.0.0/status";
     let (status, body) = h
         .call(
@@ -436,28 +329,32 @@ async fn status_updates() {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["errors"][0]["path"], path);
     }
-    let (status, _) = h
-        .call(
-            "PATCH",
+    let refused = [
+        (
             uri,
             Some(&other),
-            Some(json!({"status": "active"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = h
-        .call("PATCH", uri, None, Some(json!({"status": "active"})))
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = h
-        .call(
-            "PATCH",
+            StatusCode::FORBIDDEN,
+            "another namespace",
+        ),
+        (uri, None, StatusCode::UNAUTHORIZED, "no token"),
+        (
             "/v0.1/servers/io.a%2Fx/versions/9.0.0/status",
             Some(&token),
-            Some(json!({"status": "active"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+            StatusCode::NOT_FOUND,
+            "no such version",
+        ),
+    ];
+    for (uri, token, want, why) in refused {
+        let (status, _) = h
+            .call(
+                "PATCH",
+                uri,
+                token.map(String::as_str),
+                Some(json!({"status": "active"})),
+            )
+            .await;
+        assert_eq!(status, want, "{why}");
+    }
 
     let (status, body) = h
         .call(
@@ -497,7 +394,7 @@ async fn status_updates() {
 
 #[tokio::test]
 async fn instance_lifecycle_and_health() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, Some("io.a/*")).await;
     let registration = json!({"serverName": "io.a/x", "version": "1.0.0", "endpoint": "http://10.1.2.3:8080/mcp", "labels": {"zone": "a"}});
     let (status, created) = h
@@ -516,22 +413,15 @@ async fn instance_lifecycle_and_health() {
     let other_id = other["id"].as_str().unwrap().to_owned();
 
     // Default policy: unhealthy after 30 s without a heartbeat, gone after 300 s.
-    h.advance(31);
+    h.advance(Duration::seconds(31));
     assert_eq!(
         h.get(&format!("/api/v1/instances/{id}")).await.1["state"],
         "unhealthy"
     );
-    let (status, beat) = h
-        .call(
-            "POST",
-            &format!("/api/v1/instances/{id}/heartbeat"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, beat) = h.heartbeat(&token, &id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(beat["state"], "healthy");
-    h.advance(270);
+    h.advance(Duration::seconds(270));
     let (_, list) = h.get("/api/v1/instances").await;
     let states: Vec<(&str, &str)> = list["instances"]
         .as_array()
@@ -557,14 +447,7 @@ async fn instance_lifecycle_and_health() {
     let (_, page) = h.get("/api/v1/instances?limit=1").await;
     assert!(page["metadata"]["nextCursor"].is_string());
 
-    let (status, _) = h
-        .call(
-            "DELETE",
-            &format!("/api/v1/instances/{id}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, _) = h.deregister(&token, &id).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     for (method, uri) in [
         ("GET", format!("/api/v1/instances/{id}")),
@@ -579,7 +462,7 @@ async fn instance_lifecycle_and_health() {
 
 #[tokio::test]
 async fn instance_errors() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, Some("io.a/*")).await;
     let outsider = h.token(Role::Publisher, Some("com.b/*")).await;
     let reader = h.token(Role::Reader, None).await;
@@ -683,7 +566,7 @@ async fn instance_errors() {
 
 #[tokio::test]
 async fn reads_can_require_a_token() {
-    let h = harness_with(ServiceOptions {
+    let h = Harness::sqlite_with(ServiceOptions {
         anonymous_reads: false,
         ..ServiceOptions::default()
     })
@@ -707,7 +590,7 @@ async fn reads_can_require_a_token() {
 
 #[tokio::test]
 async fn metrics_use_route_templates() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, None).await;
     h.publish(&token, "io.a/secret-name", "1.0.0").await;
     h.get("/v0.1/servers/io.a%2Fsecret-name/versions/1.0.0")
@@ -732,14 +615,14 @@ async fn metrics_use_route_templates() {
 
 #[tokio::test]
 async fn health_endpoints() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     assert_eq!(h.get("/healthz").await, (StatusCode::OK, json!("ok")));
     assert_eq!(h.get("/readyz").await, (StatusCode::OK, json!("ready")));
 }
 
 #[tokio::test]
 async fn wrong_methods_get_json_405_with_allow() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let cases = [
         (
             "DELETE",
@@ -786,7 +669,7 @@ async fn wrong_methods_get_json_405_with_allow() {
 
 #[tokio::test]
 async fn registration_says_whether_the_server_is_catalogued() {
-    let h = harness().await;
+    let h = Harness::sqlite().await;
     let token = h.token(Role::Publisher, Some("io.a/*")).await;
     h.publish(&token, "io.a/known", "1.0.0").await;
     for (name, catalogued, why) in [

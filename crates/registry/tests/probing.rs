@@ -1,6 +1,8 @@
 //! Active probing against real rmcp streamable-HTTP servers: lease sharing between replicas, and
 //! unhealthy detection when a server stops.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +14,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use mcpulse_registry::storage::{InstanceRecord, PostgresStorage, SqliteStorage, Storage};
 use mcpulse_registry::{
-    AppState, HealthPolicy, HealthState, ProbeSettings, Prober, RegistryMetrics, ServiceOptions,
-    router,
+    AppState, HealthPolicy, HealthState, ProbeSettings, Prober, ServiceOptions, router,
 };
 use prometheus_client::registry::Registry;
 use rmcp::service::{MaybeSendFuture, RequestContext};
@@ -108,13 +109,11 @@ fn instance(index: usize, addr: SocketAddr) -> InstanceRecord {
 
 /// A replica's state over `storage` with its own metrics registry, to count its probes.
 fn replica(storage: Arc<dyn Storage>, health: HealthPolicy) -> (AppState, Registry) {
-    let mut registry = Registry::default();
-    let metrics = RegistryMetrics::register(&mut registry);
     let options = ServiceOptions {
         health,
         ..ServiceOptions::default()
     };
-    (AppState::new(storage, options, metrics), registry)
+    support::app_state(storage, options)
 }
 
 /// Finished probes counted in `registry` (`mcpulse_registry_probes_total`): (successful, all).
@@ -211,38 +210,20 @@ async fn two_replicas_share_probes(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_replicas_share_probes() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = Arc::new(SqliteStorage::open(dir.path()).await.unwrap());
-    let b = Arc::new(SqliteStorage::open(dir.path()).await.unwrap());
-    two_replicas_share_probes(a, b).await;
+    let (dir, a) = support::sqlite().await;
+    let b = SqliteStorage::open(dir.path()).await.unwrap();
+    two_replicas_share_probes(Arc::new(a), Arc::new(b)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_replicas_share_probes() {
-    let Ok(url) = std::env::var("MCPULSE_TEST_DATABASE_URL") else {
-        eprintln!(
-            "skipped: set MCPULSE_TEST_DATABASE_URL=postgres://... to run against PostgreSQL"
-        );
+    let Some(url) = support::postgres_server() else {
         return;
     };
-    let db = fresh_database(&url).await;
+    let db = support::fresh_database(&url).await;
     let a = Arc::new(PostgresStorage::connect(&db).await.unwrap());
     let b = Arc::new(PostgresStorage::connect(&db).await.unwrap());
     two_replicas_share_probes(a, b).await;
-}
-
-async fn fresh_database(url: &str) -> String {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap();
-    let name = format!("mcpulse_test_{}", hex::encode(bytes));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    format!("{base}/{name}")
 }
 
 async fn get_json(app: &axum::Router, uri: &str) -> Value {
@@ -258,8 +239,8 @@ async fn get_json(app: &axum::Router, uri: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_server_turns_unhealthy_within_interval_times_threshold() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(SqliteStorage::open(dir.path()).await.unwrap());
+    let (_dir, storage) = support::sqlite().await;
+    let storage = Arc::new(storage);
     let servers = mcp_servers(1).await;
     let registered = instance(0, servers.addr);
     storage.register_instance(&registered).await.unwrap();

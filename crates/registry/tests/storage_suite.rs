@@ -1,6 +1,9 @@
 //! One behavioural suite for every [`Storage`] back end: SQLite always, PostgreSQL when configured.
 
+mod support;
+
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mcpulse_registry::auth;
 use mcpulse_registry::storage::{
@@ -9,6 +12,7 @@ use mcpulse_registry::storage::{
 };
 use mcpulse_registry::{Cutoffs, HealthState, RegistryError, Role};
 use serde_json::json;
+use support::{fresh_database, postgres_server};
 use time::OffsetDateTime;
 
 fn t(seconds: i64) -> OffsetDateTime {
@@ -463,8 +467,7 @@ async fn suite(s: &dyn Storage) {
 
 #[tokio::test]
 async fn sqlite_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = SqliteStorage::open(dir.path()).await.unwrap();
+    let (dir, storage) = support::sqlite().await;
     suite(&storage).await;
     drop(storage);
     // Reopening runs the migrations again, which must be a no-op on an up-to-date database.
@@ -480,12 +483,11 @@ async fn sqlite_backend() {
 
 #[tokio::test]
 async fn sqlite_concurrent_publishes_agree_on_latest() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = std::sync::Arc::new(SqliteStorage::open(dir.path()).await.unwrap());
-    concurrent_publishes(storage).await;
+    let (_dir, storage) = support::sqlite().await;
+    concurrent_publishes(Arc::new(storage)).await;
 }
 
-async fn concurrent_publishes(storage: std::sync::Arc<dyn Storage>) {
+async fn concurrent_publishes(storage: Arc<dyn Storage>) {
     let name = "io.example/race";
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -513,33 +515,12 @@ async fn concurrent_publishes(storage: std::sync::Arc<dyn Storage>) {
 /// Runs the suite against PostgreSQL, each part in a new database created through the URL's server.
 #[tokio::test]
 async fn postgres_backend() {
-    let Ok(url) = std::env::var("MCPULSE_TEST_DATABASE_URL") else {
-        eprintln!(
-            "skipped: set MCPULSE_TEST_DATABASE_URL=postgres://... to run the PostgreSQL suite"
-        );
+    let Some(url) = postgres_server() else {
         return;
     };
     let db = fresh_database(&url).await;
     let storage = PostgresStorage::connect(&db).await.unwrap();
     suite(&storage).await;
     let db = fresh_database(&url).await;
-    concurrent_publishes(std::sync::Arc::new(
-        PostgresStorage::connect(&db).await.unwrap(),
-    ))
-    .await;
-}
-
-/// Creates an empty database next to the one in `url` so every run starts clean.
-async fn fresh_database(url: &str) -> String {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap();
-    let name = format!("mcpulse_test_{}", hex::encode(bytes));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    format!("{base}/{name}")
+    concurrent_publishes(Arc::new(PostgresStorage::connect(&db).await.unwrap())).await;
 }
