@@ -97,11 +97,16 @@ pub struct AgentConfig {
     pub registration: Option<RegistrationConfig>,
     /// How long shutdown waits for in-flight calls before it cuts them off.
     pub drain_timeout: Duration,
+    /// Serve stateless Streamable HTTP: no `Mcp-Session-Id`, every POST answered on its own (plain
+    /// JSON for a call that sends nothing before its result), GET and DELETE refused. Any replica
+    /// can then answer any request without session affinity, but the server can never reach a
+    /// client on its own (no server-initiated requests or notifications, no stream resumption).
+    pub stateless: bool,
 }
 
 impl AgentConfig {
     /// Defaults: the CLI's addresses, zero cost, one worker per CPU, a queue of 64 per worker,
-    /// no registry and a 30 s drain.
+    /// no registry, a 30 s drain and stateful sessions.
     pub fn new(listen: SocketAddr, metrics_listen: SocketAddr) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
@@ -115,6 +120,7 @@ impl AgentConfig {
             max_queue: workers * 64,
             registration: None,
             drain_timeout: Duration::from_secs(30),
+            stateless: false,
         }
     }
 

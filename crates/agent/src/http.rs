@@ -98,18 +98,24 @@ pub(crate) struct Gate {
     /// One token per POST exchange until its response body is fully sent, so a drain waits for
     /// answers to reach clients rather than only for handlers to return.
     pub(crate) exchanges: TaskTracker,
+    /// Stateless requests belong to no session, so a draining agent refuses all of them.
+    pub(crate) stateless: bool,
 }
 
 /// In front of `/mcp`: once draining, a request that does not belong to a session (an
-/// `initialize`) gets 503, so the client opens its session on another replica. Every POST is
-/// tracked until its response has been sent.
+/// `initialize`) gets 503, so the client opens its session on another replica; stateless, every
+/// new request gets 503, since any replica can answer it. Every POST is tracked until its
+/// response has been sent.
 pub(crate) async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    if gate.phase.refuses_new_sessions() && !request.headers().contains_key(SESSION_HEADER) {
-        let mut answer = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this agent is draining and accepts no new MCP sessions; connect to another replica\n",
-        )
-            .into_response();
+    if gate.phase.refuses_new_sessions()
+        && (gate.stateless || !request.headers().contains_key(SESSION_HEADER))
+    {
+        let refusal = if gate.stateless {
+            "this agent is draining and accepts no new MCP requests; send this one to another replica\n"
+        } else {
+            "this agent is draining and accepts no new MCP sessions; connect to another replica\n"
+        };
+        let mut answer = (StatusCode::SERVICE_UNAVAILABLE, refusal).into_response();
         answer
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

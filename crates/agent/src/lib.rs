@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::middleware;
+use axum::serve::ListenerExt;
 use mcpulse_telemetry::{
     CardinalityLimits, McpMetrics, ProcessCollector, Registry, register_build_info,
 };
 use rmcp::model::Implementation;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -55,8 +57,9 @@ pub struct Bound {
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves until `shutdown` completes, then drains: `/readyz` fails, the instance is deregistered,
-/// new sessions are refused, in-flight requests finish (up to [`AgentConfig::drain_timeout`]),
-/// and the listeners close. `on_bound` learns the real addresses before serving starts.
+/// new sessions (stateless: all new requests) are refused, in-flight requests finish (up to
+/// [`AgentConfig::drain_timeout`]), and the listeners close. `on_bound` learns the real addresses
+/// before serving starts.
 pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
@@ -85,25 +88,19 @@ pub async fn run(
         dice: FaultDice::new(config.seed, config.defaults.error_rate),
         defaults: config.defaults,
         server_info: Implementation::new(config.server_name.clone(), config.version.clone()),
+        tools: Agent::tool_router(),
+        stateless: config.stateless,
     });
     let phase = Arc::new(Phase::default());
 
     let sessions = CancellationToken::new();
-    let mcp_service = StreamableHttpService::new(
-        move || Ok(Agent::new(Arc::clone(&shared))),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default()
-            // Fleet replicas are reached by pod IP or service name, never only as localhost.
-            .disable_allowed_hosts()
-            .with_cancellation_token(sessions.child_token()),
-    );
-    let mcp_app = Router::new()
-        .nest_service("/mcp", mcp_service)
-        // Once draining, turns away requests that would open a session; tracks answers in flight.
+    let mcp_app = mcp_router(config.stateless, shared, sessions.child_token())
+        // Once draining, turns away requests that would start new work; tracks answers in flight.
         .layer(middleware::from_fn_with_state(
             Gate {
                 phase: Arc::clone(&phase),
                 exchanges: exchanges.clone(),
+                stateless: config.stateless,
             },
             http::gate,
         ));
@@ -169,6 +166,31 @@ pub async fn run(
     mcp_result.and(admin_result)
 }
 
+/// `/mcp` in the configured mode. Stateful keeps one handler per session in memory and answers
+/// every POST as an event stream; stateless builds a handler per request, keeps nothing between
+/// requests, and answers a plain call with one JSON body.
+fn mcp_router(stateless: bool, shared: Arc<Shared>, stop: CancellationToken) -> Router {
+    let config = StreamableHttpServerConfig::default()
+        // Fleet replicas are reached by pod IP or service name, never only as localhost.
+        .disable_allowed_hosts()
+        .with_cancellation_token(stop);
+    let handler = move || Ok(Agent::new(Arc::clone(&shared)));
+    if stateless {
+        let config = config
+            .with_legacy_session_mode(false)
+            .with_json_response(true);
+        Router::new().nest_service(
+            "/mcp",
+            StreamableHttpService::new(handler, Arc::new(NeverSessionManager::default()), config),
+        )
+    } else {
+        Router::new().nest_service(
+            "/mcp",
+            StreamableHttpService::new(handler, Arc::new(LocalSessionManager::default()), config),
+        )
+    }
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AgentError> {
     TcpListener::bind(addr)
         .await
@@ -187,6 +209,13 @@ fn serve(
     app: Router,
     stop: CancellationToken,
 ) -> JoinHandle<Result<(), AgentError>> {
+    // Nagle's algorithm would hold back the small final writes of an answer (an event stream's
+    // closing chunk) until the client's delayed ACK, up to 40 ms per exchange.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot disable Nagle's algorithm on a connection");
+        }
+    });
     tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())

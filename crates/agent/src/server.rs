@@ -37,6 +37,11 @@ pub(crate) struct Shared {
     pub(crate) dice: FaultDice,
     pub(crate) defaults: CostDefaults,
     pub(crate) server_info: Implementation,
+    /// The tools, built once: stateless mode builds a handler per request, and building the router
+    /// (a map of tools with their schemas) each time would be paid on every call.
+    pub(crate) tools: ToolRouter<Agent>,
+    /// Stateless Streamable HTTP: an `initialize` opens no session, so none is counted.
+    pub(crate) stateless: bool,
 }
 
 /// Arguments of the `work` tool; every field left out takes the agent's default.
@@ -60,11 +65,10 @@ pub struct EchoArgs {
 }
 
 /// One MCP session's handler. rmcp builds one per session and drops it when the session ends,
-/// which is what ends the session in the metrics.
+/// which is what ends the session in the metrics; stateless, it builds one per request.
 #[derive(Debug)]
 pub(crate) struct Agent {
     shared: Arc<Shared>,
-    tool_router: ToolRouter<Self>,
     session: OnceLock<SessionGuard>,
     client_name: OnceLock<String>,
 }
@@ -73,7 +77,6 @@ impl Agent {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
-            tool_router: Self::tool_router(),
             session: OnceLock::new(),
             client_name: OnceLock::new(),
         }
@@ -143,7 +146,7 @@ fn out_of_range(field: &str, value: u64, max: u64) -> McpError {
     McpError::invalid_params(format!("work: {field} is {value}; use 0 to {max}"), None)
 }
 
-#[tool_router]
+#[tool_router(vis = "pub(crate)")]
 impl Agent {
     /// Spends the requested cost on the bounded worker pool, then answers with `response_bytes` bytes.
     #[tool(
@@ -212,7 +215,10 @@ impl ServerHandler for Agent {
         let served = self.begin("initialize", None);
         context.peer.set_peer_info(request.clone());
         let result = self.negotiate_initialize(&request);
+        // Stateless, this handler lives for one request and the client's next request reaches a
+        // fresh one (or another replica): a "session" would last microseconds and say nothing.
         if let Ok(answer) = &result
+            && !self.shared.stateless
             && self.session.get().is_none()
         {
             let guard = self.shared.metrics.session_started(
@@ -251,7 +257,7 @@ impl ServerHandler for Agent {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let served = self.begin("tools/list", None);
-        let result = ListToolsResult::with_all_items(self.tool_router.list_all());
+        let result = ListToolsResult::with_all_items(self.shared.tools.list_all());
         served.end(None);
         Ok(result)
     }
@@ -263,7 +269,8 @@ impl ServerHandler for Agent {
     ) -> Result<CallToolResponse, McpError> {
         let served = self.begin("tools/call", Some(&request.name));
         let result = self
-            .tool_router
+            .shared
+            .tools
             .call(ToolCallContext::new(self, request, context))
             .await;
         let error_type = match &result {
@@ -278,6 +285,6 @@ impl ServerHandler for Agent {
     }
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
-        self.tool_router.get(name).cloned()
+        self.shared.tools.get(name).cloned()
     }
 }

@@ -13,7 +13,7 @@ pub use instructions::{
 };
 pub use load::{LoadResult, closed_loop};
 pub use memory::{MemoryReport, run_memory_bench};
-pub use meter::{MeterBench, MeterBenchRow, ResponseFormat, Route, run_meter_bench};
+pub use meter::{MeterBench, MeterBenchRow, ResponseFormat, Route, UpstreamKind, run_meter_bench};
 pub use nginx::Nginx;
 pub use upstream::FastUpstream;
 

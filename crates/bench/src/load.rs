@@ -11,6 +11,9 @@ use hyper_util::rt::TokioExecutor;
 
 /// A `tools/call` request with id 1, the shape most MCP traffic has.
 pub(crate) const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#;
+/// Sent with every request, as a client does after `initialize`; a stateless server needs it to know the
+/// protocol without a session.
+const PROTOCOL_VERSION: &str = "2025-06-18";
 
 #[derive(Clone, Debug)]
 pub struct LoadResult {
@@ -34,9 +37,10 @@ impl LoadResult {
     }
 }
 
-/// Runs `clients` concurrent closed loops against `url` for `duration` after a warm-up.
+/// Runs `clients` concurrent closed loops POSTing `body` to `url` for `duration` after a warm-up.
 pub async fn closed_loop(
     url: &str,
+    body: &'static str,
     clients: usize,
     warmup: Duration,
     duration: Duration,
@@ -46,13 +50,14 @@ pub async fn closed_loop(
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(clients)
         .build(connector);
-    let _ = run(&client, url, clients, warmup).await;
-    run(&client, url, clients, duration).await
+    let _ = run(&client, url, body, clients, warmup).await;
+    run(&client, url, body, clients, duration).await
 }
 
 async fn run(
     client: &Client<HttpConnector, Full<Bytes>>,
     url: &str,
+    body: &'static str,
     clients: usize,
     duration: Duration,
 ) -> LoadResult {
@@ -68,7 +73,8 @@ async fn run(
                 let request = Request::post(&url)
                     .header(header::CONTENT_TYPE, "application/json")
                     .header(header::ACCEPT, "application/json, text/event-stream")
-                    .body(Full::new(Bytes::from_static(CALL.as_bytes())));
+                    .header("mcp-protocol-version", PROTOCOL_VERSION)
+                    .body(Full::new(Bytes::from_static(body.as_bytes())));
                 let Ok(request) = request else { break };
                 let sent = Instant::now();
                 let ok = match client.request(request).await {

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::BenchError;
-use crate::meter::{MeterProcess, free_addr, wait_listening};
+use crate::meter::{KillOnDrop, free_addr, wait_listening};
 use crate::upstream::FastUpstream;
 
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub async fn run_memory_bench(
 ) -> Result<MemoryReport, BenchError> {
     let upstream = FastUpstream::start().await?;
     let (listen, metrics) = (free_addr()?, free_addr()?);
-    let meter = MeterProcess(
+    let meter = KillOnDrop(
         Command::new(mcpulse)
             .args([
                 "meter",

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::BenchError;
-use crate::load::{LoadResult, closed_loop};
+use crate::load::{CALL, LoadResult, closed_loop};
 use crate::nginx::Nginx;
 use crate::upstream::FastUpstream;
 
@@ -42,6 +42,43 @@ impl ResponseFormat {
     }
 }
 
+/// What answers behind the proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// A server that answers at once: the proxy's own cost is all there is to see.
+    Echo,
+    /// `mcpulse agent --stateless`, a real MCP server on rmcp calling a zero-cost tool: the cheapest real
+    /// server, so throughput kept is what a fleet would see at best.
+    Agent,
+}
+
+impl UpstreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Echo => "echo",
+            UpstreamKind::Agent => "agent",
+        }
+    }
+
+    /// Response formats this upstream can give: the stateless agent answers plain calls with JSON only.
+    pub fn formats(self) -> &'static [ResponseFormat] {
+        match self {
+            UpstreamKind::Echo => &[ResponseFormat::Json, ResponseFormat::Sse],
+            UpstreamKind::Agent => &[ResponseFormat::Json],
+        }
+    }
+
+    fn call(self) -> &'static str {
+        match self {
+            UpstreamKind::Echo => CALL,
+            UpstreamKind::Agent => AGENT_CALL,
+        }
+    }
+}
+
+/// A zero-cost `tools/call` of the sample agent's `echo` tool.
+const AGENT_CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#;
+
 pub struct MeterBench {
     /// The `mcpulse` binary to run as `mcpulse meter` (a separate process, like nginx).
     pub mcpulse: PathBuf,
@@ -49,6 +86,7 @@ pub struct MeterBench {
     pub warmup: Duration,
     pub duration: Duration,
     pub with_nginx: bool,
+    pub upstream: UpstreamKind,
 }
 
 #[derive(Clone, Debug)]
@@ -59,9 +97,9 @@ pub struct MeterBenchRow {
     pub result: LoadResult,
 }
 
-pub(crate) struct MeterProcess(pub(crate) Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
-impl Drop for MeterProcess {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -88,16 +126,43 @@ pub(crate) async fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), B
     Err(BenchError::NotListening(what.into()))
 }
 
+/// Starts the sample agent, stateless, with its metrics on a free port and no registry.
+fn start_agent(mcpulse: &std::path::Path, listen: SocketAddr) -> Result<KillOnDrop, BenchError> {
+    Command::new(mcpulse)
+        .args(["agent", "--stateless", "--listen", &listen.to_string()])
+        .args(["--metrics-listen", &free_addr()?.to_string()])
+        .env("MCPULSE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map(KillOnDrop)
+        .map_err(|source| BenchError::Io {
+            what: format!("start {} agent", mcpulse.display()),
+            source,
+        })
+}
+
 /// Runs every (format, clients) pair against direct, meter and nginx back to back, so the three see the same
 /// machine conditions. `progress` hears about each run before it starts.
 pub async fn run_meter_bench(
     bench: &MeterBench,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<MeterBenchRow>, BenchError> {
-    let upstream = FastUpstream::start().await?;
+    let (_echo, _agent, upstream_addr) = match bench.upstream {
+        UpstreamKind::Echo => {
+            let echo = FastUpstream::start().await?;
+            let addr = echo.addr;
+            (Some(echo), None, addr)
+        }
+        UpstreamKind::Agent => {
+            let addr = free_addr()?;
+            let agent = start_agent(&bench.mcpulse, addr)?;
+            wait_listening(addr, "mcpulse agent").await?;
+            (None, Some(agent), addr)
+        }
+    };
     let meter_addr = free_addr()?;
     let metrics_addr = free_addr()?;
-    let _meter = MeterProcess(
+    let _meter = KillOnDrop(
         Command::new(&bench.mcpulse)
             .args([
                 "meter",
@@ -106,7 +171,7 @@ pub async fn run_meter_bench(
                 "--metrics-listen",
                 &metrics_addr.to_string(),
             ])
-            .args(["--upstream", &format!("http://{}", upstream.addr)])
+            .args(["--upstream", &format!("http://{upstream_addr}")])
             .env("MCPULSE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -117,19 +182,19 @@ pub async fn run_meter_bench(
     );
     wait_listening(meter_addr, "mcpulse meter").await?;
     let nginx = if bench.with_nginx {
-        let nginx = Nginx::start(free_addr()?, upstream.addr)?;
+        let nginx = Nginx::start(free_addr()?, upstream_addr)?;
         wait_listening(nginx.addr, "nginx").await?;
         Some(nginx)
     } else {
         None
     };
 
-    let mut routes = vec![(Route::Direct, upstream.addr), (Route::Meter, meter_addr)];
+    let mut routes = vec![(Route::Direct, upstream_addr), (Route::Meter, meter_addr)];
     if let Some(nginx) = &nginx {
         routes.push((Route::Nginx, nginx.addr));
     }
     let mut rows = Vec::new();
-    for format in [ResponseFormat::Json, ResponseFormat::Sse] {
+    for &format in bench.upstream.formats() {
         for &clients in &bench.clients {
             for &(route, addr) in &routes {
                 progress(&format!(
@@ -143,7 +208,14 @@ pub async fn run_meter_bench(
                     ""
                 };
                 let url = format!("http://{addr}/mcp{query}");
-                let result = closed_loop(&url, clients, bench.warmup, bench.duration).await;
+                let result = closed_loop(
+                    &url,
+                    bench.upstream.call(),
+                    clients,
+                    bench.warmup,
+                    bench.duration,
+                )
+                .await;
                 rows.push(MeterBenchRow {
                     format,
                     clients,

@@ -26,6 +26,9 @@ EXAMPLES:
   A realistic agent that registers with the registry (20 ms CPU and 50 ms I/O per call, 1 % errors):
     mcpulse agent --registry http://127.0.0.1:8080 --token \"$TOKEN\" --cpu-ms 20 --sleep-ms 50 --error-rate 0.01
 
+  A stateless replica, any of which can answer any request behind a load balancer:
+    mcpulse agent --stateless --listen 0.0.0.0:3001
+
 Every flag can also be set with the environment variable shown in its help."
 )]
 pub struct AgentArgs {
@@ -102,6 +105,13 @@ pub struct AgentArgs {
     /// Calls that may wait for a worker [default: 64 per worker]
     #[arg(long, env = "MCPULSE_AGENT_MAX_QUEUE")]
     max_queue: Option<usize>,
+    /// Serve stateless streamable HTTP: no sessions, every POST answered on its own, plain calls as one
+    /// JSON body instead of an event stream. Any replica can answer any request, so a fleet scales behind
+    /// a plain load balancer without session affinity; in exchange the agent can never reach a client on
+    /// its own (no server-initiated requests or notifications, no GET stream, no resumption), counts no
+    /// sessions, and when draining refuses every new request (503) rather than only new sessions
+    #[arg(long, env = "MCPULSE_AGENT_STATELESS")]
+    stateless: bool,
     /// On SIGTERM, how long in-flight calls get to finish after deregistering
     #[arg(long, env = "MCPULSE_AGENT_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -133,6 +143,7 @@ impl AgentArgs {
             config.max_queue = max_queue;
         }
         config.drain_timeout = self.drain_timeout;
+        config.stateless = self.stateless;
         let labels = parse_labels(&self.labels)?;
         match self.registry {
             Some(url) => {
@@ -254,6 +265,12 @@ mod tests {
             let err = format!("{:#}", parse(args).unwrap_err());
             assert!(err.contains(flag), "{reason}: {err}");
         }
+    }
+
+    #[test]
+    fn stateless_is_opt_in() {
+        assert!(!parse(&[]).unwrap().stateless, "sessions stay the default");
+        assert!(parse(&["--stateless"]).unwrap().stateless);
     }
 
     #[test]

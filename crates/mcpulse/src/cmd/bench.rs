@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use mcpulse_bench::{InstructionsBench, MeterBench, MeterBenchRow, Route};
+use mcpulse_bench::{InstructionsBench, MeterBench, MeterBenchRow, Route, UpstreamKind};
 
 use crate::units::parse_duration;
 
@@ -18,7 +18,7 @@ pub struct BenchArgs {
 enum BenchTarget {
     /// Latency the meter adds and throughput it keeps, versus a direct connection and versus nginx
     #[command(
-        after_long_help = "Runs a minimal MCP-shaped upstream, `mcpulse meter` and nginx (Debian package) on \
+        after_long_help = "Runs a minimal MCP-shaped upstream (or the sample agent: --upstream agent), `mcpulse meter` and nginx (Debian package) on \
 loopback, then for JSON and SSE responses and each client count measures direct, through the meter and through \
 nginx back to back. `added` columns are the difference to direct; `vs direct` is throughput relative to direct."
     )]
@@ -54,6 +54,11 @@ struct MeterArgs {
     /// Skip the nginx comparison
     #[arg(long)]
     no_nginx: bool,
+    /// What answers behind the proxies: `echo` answers at once, so the table shows the proxies' own cost;
+    /// `agent` is `mcpulse agent --stateless` calling a zero-cost tool over rmcp, the cheapest real MCP
+    /// server, so `vs direct` is the throughput a fleet keeps at best (JSON only)
+    #[arg(long, value_enum, default_value = "echo")]
+    upstream: UpstreamArg,
     /// Count instructions per proxied JSON request under valgrind's callgrind instead of timing: repeatable
     /// on a busy machine. Two runs of N and M requests (--requests N,M) per proxy; the difference cancels
     /// start-up and shutdown. Needs valgrind
@@ -99,6 +104,12 @@ async fn memory(args: MemoryArgs) -> Result<i32> {
     Ok(0)
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum UpstreamArg {
+    Echo,
+    Agent,
+}
+
 async fn meter(args: MeterArgs) -> Result<i32> {
     if args.instructions {
         return instructions(args).await;
@@ -109,8 +120,13 @@ async fn meter(args: MeterArgs) -> Result<i32> {
         warmup: args.warmup,
         duration: args.duration,
         with_nginx: !args.no_nginx,
+        upstream: match args.upstream {
+            UpstreamArg::Echo => UpstreamKind::Echo,
+            UpstreamArg::Agent => UpstreamKind::Agent,
+        },
     };
-    let runs = 2 * bench.clients.len() * if bench.with_nginx { 3 } else { 2 };
+    let runs =
+        bench.upstream.formats().len() * bench.clients.len() * if bench.with_nginx { 3 } else { 2 };
     let mut done = 0;
     let rows = mcpulse_bench::run_meter_bench(&bench, |what| {
         done += 1;
