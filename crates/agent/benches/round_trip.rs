@@ -140,28 +140,18 @@ fn round_trip(c: &mut Criterion) {
         .expect("tokio runtime");
     let (stateful, _stop_stateful) = start(&runtime, false);
     let (stateless, _stop_stateless) = start(&runtime, true);
-    let clients = [
-        (
-            "stateful_sse/rmcp_fresh_connections",
-            connect(&runtime, stateful, false),
-            false,
-        ),
-        (
-            "stateless_json/rmcp_fresh_connections",
-            connect(&runtime, stateless, false),
-            false,
-        ),
-        (
-            "stateful_sse/rmcp_pooled",
-            connect(&runtime, stateful, true),
-            true,
-        ),
-        (
-            "stateless_json/rmcp_pooled",
-            connect(&runtime, stateless, true),
-            true,
-        ),
+    // (benchmark name prefix, agent, stateless)
+    let modes = [
+        ("stateful_sse", stateful, false),
+        ("stateless_json", stateless, true),
     ];
+    let mut clients = Vec::new();
+    for (pooled, transport) in [(false, "rmcp_fresh_connections"), (true, "rmcp_pooled")] {
+        for (mode, bound, _) in modes {
+            let rmcp = connect(&runtime, bound, pooled);
+            clients.push((format!("{mode}/{transport}"), rmcp, pooled));
+        }
+    }
 
     let mut group = c.benchmark_group("tool_call_round_trip");
     for (tool, args) in [
@@ -174,7 +164,7 @@ fn round_trip(c: &mut Criterion) {
             if tool == "work" && !pooled {
                 continue;
             }
-            group.bench_function(BenchmarkId::new(*mode, tool), |b| {
+            group.bench_function(BenchmarkId::new(mode.as_str(), tool), |b| {
                 b.to_async(&runtime).iter(|| {
                     let request = CallToolRequestParams::new(tool).with_arguments(args.clone());
                     async move { client.call_tool(request).await.expect("call succeeds") }
@@ -182,12 +172,9 @@ fn round_trip(c: &mut Criterion) {
             });
         }
     }
-    for (mode, bound, stateless) in [
-        ("stateful_sse/raw_http", stateful, false),
-        ("stateless_json/raw_http", stateless, true),
-    ] {
+    for (mode, bound, stateless) in modes {
         let raw = runtime.block_on(Raw::open(bound, stateless));
-        group.bench_function(BenchmarkId::new(mode, "echo"), |b| {
+        group.bench_function(BenchmarkId::new(format!("{mode}/raw_http"), "echo"), |b| {
             b.to_async(&runtime).iter(|| raw.call());
         });
     }

@@ -124,6 +124,10 @@ pub struct SimConfig {
     /// prediction is turned into the fewest pods that meet the SLO (the same queue model the oracle uses,
     /// applied to the forecast instead of the future), so the margin covers forecast error only.
     pub predictive_headroom: f64,
+    /// Standard deviations of one tick's Poisson arrivals `mcpulse` adds to an estimated rate (the
+    /// headroom-raised forecast, or the rate read from the latest in-flight sample) before sizing the fleet
+    /// with the queue model, so it meets the SLO in the noisy ticks and not only at the mean rate.
+    pub mcpulse_noise_sigmas: f64,
     /// SLO on p95 latency, seconds.
     pub slo_p95_seconds: f64,
     /// SLO on mean queue wait, seconds.
@@ -160,18 +164,29 @@ impl Default for SimConfig {
             max_replicas: 200,
             cpu_target_percent: 70,
             queue_target_per_pod: 2.8,
-            mcpulse_cpu_target_percent: 70,
+            // Hotter than upstream's 70: the queue-model metrics (forecast and in-flight sample, sized for
+            // the noisy ticks) carry the SLO headroom, so CPU is only the backstop for what they miss.
+            mcpulse_cpu_target_percent: 80,
             // Twice the workers: it reacts to real queueing only, where a lower target over-scales on
             // the backlog of a burst (measured on the example traces).
             mcpulse_queue_target_per_pod: 8.0,
             predictive_headroom: 0.1,
+            // Beyond the expected busiest of a sync period's ticks, so the count read from one noisy sample
+            // still covers the next ones (measured on the example traces: 2 leaves more violations,
+            // 3 over-provisions the small fleets).
+            mcpulse_noise_sigmas: 2.5,
             slo_p95_seconds: 2.0,
             slo_queue_wait_seconds: 0.5,
             queue_timeout_seconds: 30.0,
             forecast_error_threshold: 0.3,
             forecast_step: None,
             mcpulse_scale_up_period: None,
-            mcpulse_scale_down_window: Duration::from_secs(120),
+            // One start-up time at the defaults. The window guards against dropping pods shortly before they
+            // are needed again; the forecast metric already holds capacity for the coming lead time and the
+            // in-flight sample no longer echoes a drained backlog, so a longer hold mostly pays for idle
+            // pods (measured: 120 s cost 1 to 9 % more replica-minutes on the example traces, most on the
+            // short burst, for somewhat fewer violation minutes on the spiky ones).
+            mcpulse_scale_down_window: Duration::from_secs(60),
             seed: 1,
         }
     }
@@ -299,6 +314,14 @@ impl SimConfig {
             "predictive-headroom",
             format!("must be within 0..=10, got {}", self.predictive_headroom),
         )?;
+        check(
+            (0.0..=10.0).contains(&self.mcpulse_noise_sigmas),
+            "mcpulse-noise-sigmas",
+            format!(
+                "must be within 0..=10 standard deviations, got {}",
+                self.mcpulse_noise_sigmas
+            ),
+        )?;
         let service_p95 = self.deployment().service_p95();
         check(
             self.slo_p95_seconds.is_finite() && self.slo_p95_seconds > service_p95,
@@ -392,6 +415,12 @@ impl SimConfig {
                     // The value is already a replica count, so one unit per pod.
                     MetricSpec::external(
                         "predicted_replicas",
+                        MetricTarget::average_value(Quantity::from_units(1)),
+                    ),
+                    // The same queue-model sizing applied to the rate read from the latest in-flight
+                    // sample: reacts within one scrape, with headroom a small fleet needs and CPU lacks.
+                    MetricSpec::external(
+                        "gauge_replicas",
                         MetricTarget::average_value(Quantity::from_units(1)),
                     ),
                 ]
@@ -633,6 +662,29 @@ struct Run {
 }
 
 impl Run {
+    /// A policy's run before its first pod, with room for `ticks` samples.
+    fn new(kind: PolicyKind, scaler: Option<Scaler>, ticks: usize) -> Self {
+        Run {
+            kind,
+            scaler,
+            pods: Vec::new(),
+            next_id: 0,
+            backlog: 0.0,
+            cpu: Vec::with_capacity(ticks),
+            inflight: Vec::with_capacity(ticks),
+            violation_ticks: 0,
+            episode_start: None,
+            episodes: Vec::new(),
+            pod_ticks: 0,
+            events: 0,
+            dropped: 0.0,
+            peak: 0,
+            worst_p95: 0.0,
+            syncs: 0,
+            active_syncs: 0,
+        }
+    }
+
     fn resize(&mut self, desired: u32, now: i64) {
         let desired = desired as usize;
         if desired == self.pods.len() {
@@ -676,10 +728,34 @@ impl Clock {
     }
 }
 
-fn observe(run: &Run, clock: &Clock, now: i64, predicted: f64) -> Result<Observation, SimError> {
+/// The scraped in-flight gauge of `mcpulse` at `now`: total requests in flight at the sampled tick and
+/// the pods that were serving through it (the pods that report it).
+fn gauge_total(run: &Run, clock: &Clock, now: i64) -> Option<(f64, usize)> {
+    let scraped = (now - clock.delay).div_euclid(clock.scrape) * clock.scrape;
+    let per_pod = window_mean(&run.inflight, scraped, clock.tick, clock.tick)?;
+    let serving = run
+        .pods
+        .iter()
+        .filter(|p| p.created + clock.startup <= scraped - clock.tick)
+        .count();
+    Some((per_pod * serving as f64, serving))
+}
+
+fn observe(
+    run: &Run,
+    clock: &Clock,
+    now: i64,
+    external: [f64; 2],
+) -> Result<Observation, SimError> {
     let scraped = (now - clock.delay).div_euclid(clock.scrape) * clock.scrape;
     let cpu = window_mean(&run.cpu, scraped, clock.window, clock.tick);
-    let inflight = window_mean(&run.inflight, scraped, clock.window, clock.tick);
+    // In flight is a gauge: `mcpulse` reads its latest scraped sample (same scrape and delay) instead of
+    // averaging it like a counter rate. A mean over the rate window keeps reporting a backlog for a minute
+    // after it has drained, which ordered pods long after the need had passed. The HPA policies keep
+    // the upstream adapter's averaged view.
+    let gauge = run.kind == PolicyKind::Mcpulse;
+    let inflight_window = if gauge { clock.tick } else { clock.window };
+    let inflight = window_mean(&run.inflight, scraped, inflight_window, clock.tick);
     let mut pods = Vec::with_capacity(run.pods.len());
     let mut cpu_samples = Vec::new();
     let mut inflight_samples = Vec::new();
@@ -706,7 +782,11 @@ fn observe(run: &Run, clock: &Clock, now: i64, predicted: f64) -> Result<Observa
                 if let Some(c) = cpu {
                     cpu_samples.push(sample(c)?);
                 }
-                if let Some(q) = inflight {
+                // A gauge sample is the pod's own count at that instant: a pod that was not yet serving
+                // through the sampled tick held none of that tick's in-flight requests, so it does not
+                // report the per-pod value of the pods that did (which would multiply the backlog).
+                let served_sample = !gauge || ready_at <= scraped - inflight_window;
+                if let (Some(q), true) = (inflight, served_sample) {
                     inflight_samples.push(sample(q)?);
                 }
             }
@@ -735,7 +815,10 @@ fn observe(run: &Run, clock: &Clock, now: i64, predicted: f64) -> Result<Observa
             cpu_obs,
             inflight_obs,
             MetricObservation::External {
-                values: vec![Quantity::from_f64(predicted)?],
+                values: vec![Quantity::from_f64(external[0])?],
+            },
+            MetricObservation::External {
+                values: vec![Quantity::from_f64(external[1])?],
             },
         ],
         PolicyKind::Oracle => Vec::new(),
@@ -799,6 +882,15 @@ pub fn simulate(
         }
         r
     };
+    // What `mcpulse` sizes the fleet for, given an estimated mean rate: that rate plus the Poisson spread of
+    // one tick's arrivals around it. The SLO is judged per tick (and the oracle is sized per tick), so a
+    // fleet sized for the mean rate misses the noisy ticks; the spread is `sqrt(lambda / tick)` requests/s,
+    // large for a small fleet and negligible for a large one, which a fixed percentage cannot express.
+    let noise_peak =
+        |lambda: f64| lambda + config.mcpulse_noise_sigmas * (lambda.max(0.0) / dt).sqrt();
+    let concurrency = f64::from(config.pod_concurrency);
+    // Mean service time: requests in service over it is the rate being served (Little's law).
+    let service_mean = concurrency / config.pod_capacity_rps;
     // The oracle: the fewest pods for each tick's actual arrivals, started early enough.
     let need: Vec<u32> = arrivals.iter().map(|a| fewest(a / dt)).collect();
     // Replica counts change at most once a sync period, even for the oracle: it needs the busiest tick's
@@ -873,25 +965,7 @@ pub fn simulate(
             Some(spec) => Some(Scaler::new(&spec, ControllerConfig::default())?),
             None => None,
         };
-        let mut run = Run {
-            kind: *kind,
-            scaler,
-            pods: Vec::new(),
-            next_id: 0,
-            backlog: 0.0,
-            cpu: Vec::with_capacity(ticks),
-            inflight: Vec::with_capacity(ticks),
-            violation_ticks: 0,
-            episode_start: None,
-            episodes: Vec::new(),
-            pod_ticks: 0,
-            events: 0,
-            dropped: 0.0,
-            peak: 0,
-            worst_p95: 0.0,
-            syncs: 0,
-            active_syncs: 0,
-        };
+        let mut run = Run::new(*kind, scaler, ticks);
         run.resize(initial, warm);
         run.events = 0;
         runs.push(run);
@@ -916,7 +990,9 @@ pub fn simulate(
                                 (now - clock.delay).div_euclid(tick * p.step_ticks as i64);
                             let j = usize::try_from(visible).unwrap_or(0).min(p.value.len() - 1);
                             let pods = if p.active[j] {
-                                f64::from(fewest(p.value[j] * (1.0 + config.predictive_headroom)))
+                                // The headroom covers forecast error, the spread the tick noise.
+                                let mean = p.value[j].max(0.0) * (1.0 + config.predictive_headroom);
+                                f64::from(fewest(noise_peak(mean)))
                             } else {
                                 0.0
                             };
@@ -926,7 +1002,19 @@ pub fn simulate(
                     };
                     run.syncs += 1;
                     run.active_syncs += u64::from(active);
-                    let obs = observe(run, &clock, now, predicted)?;
+                    let gauge_pods = match gauge_total(run, &clock, now) {
+                        Some((in_flight, serving)) if run.kind == PolicyKind::Mcpulse => {
+                            // Little's law: requests in flight over the mean service time is the rate
+                            // being served (slightly over, by the short queue of a busy fleet). Capping at
+                            // the workers keeps a backlog (which the in-flight target already answers)
+                            // from reading as a higher arrival rate: a saturated fleet reads as its own
+                            // capacity, so this metric adds headroom a step at a time.
+                            let in_service = in_flight.min(serving as f64 * concurrency);
+                            f64::from(fewest(noise_peak(in_service / service_mean)))
+                        }
+                        _ => 0.0,
+                    };
+                    let obs = observe(run, &clock, now, [predicted, gauge_pods])?;
                     if let Some(scaler) = run.scaler.as_mut() {
                         let decision = scaler.decide(&obs, clock.abs(now))?;
                         let desired =
@@ -1082,6 +1170,51 @@ mod tests {
             window_mean(&series, -5000, 10_000, 5000),
             None,
             "before the start"
+        );
+    }
+
+    fn run_with(pods: &[i64], inflight: Vec<f64>) -> Run {
+        let mut run = Run::new(PolicyKind::Mcpulse, None, 0);
+        run.pods = pods
+            .iter()
+            .enumerate()
+            .map(|(id, &created)| Pod {
+                id: id as u64,
+                created,
+            })
+            .collect();
+        run.next_id = pods.len() as u64;
+        run.inflight = inflight;
+        run
+    }
+
+    #[test]
+    fn gauge_counts_only_pods_serving_through_the_sampled_tick() {
+        let clock = Clock {
+            start: Timestamp::from_millis(0),
+            tick: 5000,
+            startup: 60_000,
+            scrape: 15_000,
+            window: 60_000,
+            delay: 15_000,
+        };
+        // Ticks 0..=5 (ending at 30 s): 3 requests in flight per serving pod, then 40 in the last one.
+        let series = vec![3.0, 3.0, 3.0, 3.0, 3.0, 40.0];
+        // At 45 s the delayed scrape is at 30 s and samples tick 5 (25..30 s). The old pod served through
+        // it; the second became ready at 30 s, too late to hold any of that tick's requests.
+        let run = run_with(&[-120_000, -30_000], series);
+        let (total, serving) = gauge_total(&run, &clock, 45_000).expect("a sample exists");
+        assert_eq!(
+            serving, 1,
+            "the pod ready at the sample instant does not report"
+        );
+        assert!(
+            (total - 40.0).abs() < 1e-9,
+            "latest sample, not the window mean: {total}"
+        );
+        assert!(
+            gauge_total(&run, &clock, 15_000).is_none(),
+            "nothing scraped before the first tick ends"
         );
     }
 
