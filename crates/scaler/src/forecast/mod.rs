@@ -1,8 +1,9 @@
 //! Predictive scaling: forecasts a load signal from its regularly spaced history and turns it into replicas.
 //!
-//! [`forecast`] fits a few candidate models (seasonal naive, non-seasonal AutoETS, MSTL with the detected
-//! seasonal periods and AutoETS on the trend), picks the one with the lowest rolling-origin backtest MASE
-//! and returns its point forecast with a prediction interval. The policy helpers ([`predictive_replicas`],
+//! [`forecast`] fits a few candidate models (seasonal naive, non-seasonal AutoETS on a short and a long
+//! window of recent points, MSTL with the detected seasonal periods and AutoETS on the trend), picks the
+//! one with the lowest rolling-origin backtest MASE and returns its point forecast with a prediction
+//! interval. The policy helpers ([`predictive_replicas`],
 //! [`learn_capacity`], [`prediction_trustworthy`], [`combine_replicas`]) turn a forecast into a replica
 //! count that can only add capacity ahead of the reactive engine: the final count is
 //! `max(reactive, predictive)`, and prediction is switched off while it has been wrong recently.

@@ -1,8 +1,8 @@
 //! A per-workload forecaster that remembers its last model selection, so most refits fit one model.
 //!
-//! A full selection ([`super::forecast`]) detects the seasons and backtests every candidate: about twenty
-//! ETS fits. Between two selections the winner rarely changes, so [`Forecaster`] refits only the
-//! remembered candidate with its remembered ETS form (one ETS fit, plus the MSTL decomposition for MSTL),
+//! A full selection ([`super::forecast`]) detects the seasons and backtests every candidate: about
+//! thirty-six ETS fits. Between two selections the winner rarely changes, so [`Forecaster`] refits only
+//! the remembered candidate with its remembered ETS form (one ETS fit, plus the MSTL decomposition for MSTL),
 //! and runs a full selection again every [`RefitPolicy::reselect_every`] forecasts, or sooner when the
 //! forecasts it made since the last selection score clearly worse than that selection's backtest.
 
