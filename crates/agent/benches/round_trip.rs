@@ -2,6 +2,11 @@
 //! (session, SSE) and stateless (JSON) modes side by side, each through rmcp's default client (a new
 //! TCP connection per request), through rmcp with a pooled HTTP client, and as a raw HTTP/1.1 POST on
 //! one kept-alive connection, which separates rmcp's client overhead from the server's.
+//!
+//! The agents run on their own multi-threaded runtime, as the binary runs them; the clients run on a
+//! single-threaded one, as a separate client process with one connection would, so the agents' tasks and
+//! the clients' never share (or steal) a worker. `rmcp_pooled_shared_runtime` is the pooled rmcp client on
+//! the agents' runtime, for comparison.
 
 use std::net::SocketAddr;
 
@@ -134,12 +139,16 @@ impl Raw {
 }
 
 fn round_trip(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let agents = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (stateful, _stop_stateful) = start(&runtime, false);
-    let (stateless, _stop_stateless) = start(&runtime, true);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (stateful, _stop_stateful) = start(&agents, false);
+    let (stateless, _stop_stateless) = start(&agents, true);
     // (benchmark name prefix, agent, stateless)
     let modes = [
         ("stateful_sse", stateful, false),
@@ -149,8 +158,17 @@ fn round_trip(c: &mut Criterion) {
     for (pooled, transport) in [(false, "rmcp_fresh_connections"), (true, "rmcp_pooled")] {
         for (mode, bound, _) in modes {
             let rmcp = connect(&runtime, bound, pooled);
-            clients.push((format!("{mode}/{transport}"), rmcp, pooled));
+            clients.push((format!("{mode}/{transport}"), rmcp, pooled, &runtime));
         }
+    }
+    for (mode, bound, _) in modes {
+        let rmcp = connect(&agents, bound, true);
+        clients.push((
+            format!("{mode}/rmcp_pooled_shared_runtime"),
+            rmcp,
+            true,
+            &agents,
+        ));
     }
 
     let mut group = c.benchmark_group("tool_call_round_trip");
@@ -160,12 +178,12 @@ fn round_trip(c: &mut Criterion) {
         ("work", serde_json::json!({})),
     ] {
         let args = args.as_object().cloned().unwrap_or_default();
-        for (mode, client, pooled) in &clients {
+        for (mode, client, pooled, on) in &clients {
             if tool == "work" && !pooled {
                 continue;
             }
             group.bench_function(BenchmarkId::new(mode.as_str(), tool), |b| {
-                b.to_async(&runtime).iter(|| {
+                b.to_async(*on).iter(|| {
                     let request = CallToolRequestParams::new(tool).with_arguments(args.clone());
                     async move { client.call_tool(request).await.expect("call succeeds") }
                 });
@@ -180,11 +198,9 @@ fn round_trip(c: &mut Criterion) {
     }
     group.finish();
 
-    runtime.block_on(async {
-        for (_, client, _) in clients {
-            client.cancel().await.expect("client closes");
-        }
-    });
+    for (_, client, _, on) in clients {
+        on.block_on(async { client.cancel().await.expect("client closes") });
+    }
 }
 
 criterion_group!(benches, round_trip);
