@@ -57,6 +57,8 @@ pub enum MeterError {
     },
     #[error("cannot start the proxy worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("every proxy worker thread has stopped; the meter exits so that it can be restarted")]
+    WorkersStopped,
     #[error("stdio relay failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -145,13 +147,13 @@ pub async fn run(
             if let Some(discovery) = config.discovery.clone() {
                 tokio::spawn(discovery::run(discovery, proxy.clone()));
             }
+            let workers = workers::Workers::start(config.workers, &proxy, config.shutdown_grace)
+                .map_err(MeterError::Workers)?;
             on_bound(Bound {
                 proxy: Some(proxy_addr),
                 metrics: metrics_addr,
             });
-            let workers = workers::Workers::start(config.workers, &proxy, config.shutdown_grace)
-                .map_err(MeterError::Workers)?;
-            serve_proxy(listener, workers, admin, config.shutdown_grace, shutdown).await;
+            serve_proxy(listener, workers, admin, config.shutdown_grace, shutdown).await?;
             Ok(0)
         }
     }
@@ -181,13 +183,21 @@ async fn serve_proxy(
     admin: Arc<Admin>,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
-) {
+) -> Result<(), MeterError> {
     tokio::pin!(shutdown);
+    let mut outcome = Ok(());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 match accepted {
-                    Ok((stream, _)) => workers.dispatch(stream),
+                    Ok((stream, _)) => {
+                        if workers.dispatch(stream).is_err() {
+                            // Exiting lets the supervisor (kubelet, `mcpulse up`) restart a working meter.
+                            tracing::error!("every proxy worker thread has stopped; shutting down");
+                            outcome = Err(MeterError::WorkersStopped);
+                            break;
+                        }
+                    }
                     Err(error) => {
                         // Usually out of file descriptors: back off instead of spinning.
                         tracing::warn!(%error, "accept failed");
@@ -205,6 +215,7 @@ async fn serve_proxy(
         "shutting down: no new connections, finishing in-flight requests"
     );
     workers.shut_down().await;
+    outcome
 }
 
 async fn serve_admin(listener: TcpListener, admin: Arc<Admin>) {

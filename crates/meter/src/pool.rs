@@ -165,8 +165,9 @@ impl Pool {
         {
             idle.pop_front();
         }
-        if idle.len() < MAX_IDLE {
-            idle.push_back(Idle { sender, since: now });
+        // The bound is per upstream, whichever workers hold the connections.
+        if shards.iter().map(VecDeque::len).sum::<usize>() < MAX_IDLE {
+            shards[worker].push_back(Idle { sender, since: now });
         }
     }
 

@@ -39,6 +39,10 @@ pub struct Workers {
     workers: Vec<Handle>,
 }
 
+/// Every worker thread has stopped: the proxy cannot serve any connection.
+#[derive(Debug)]
+pub struct NoWorkers;
+
 /// Lowers a worker's open-connection count when a connection ends, however it ends.
 struct OpenConnection(Arc<AtomicUsize>);
 
@@ -76,27 +80,35 @@ impl Workers {
         Ok(Self { workers })
     }
 
-    /// Hands an accepted connection to the worker with the fewest open connections.
-    pub fn dispatch(&self, stream: TcpStream) {
-        let Some(worker) = self
-            .workers
-            .iter()
-            .min_by_key(|w| w.open.load(Ordering::Relaxed))
-        else {
-            return;
-        };
+    /// Hands an accepted connection to the running worker with the fewest open connections. Fails only when
+    /// no worker is left running (a worker thread died), so the caller can stop rather than drop every
+    /// connection it accepts.
+    pub fn dispatch(&self, stream: TcpStream) -> Result<(), NoWorkers> {
         // A stream registered with this runtime's reactor must leave it before another runtime can drive it.
-        let stream = match stream.into_std() {
+        let mut stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::debug!(%error, "cannot hand the connection to a worker");
-                return;
+                return Ok(());
             }
         };
-        worker.open.fetch_add(1, Ordering::Relaxed);
-        if worker.connections.send(stream).is_err() {
-            worker.open.fetch_sub(1, Ordering::Relaxed);
+        // A worker whose thread died has dropped its receiver; it would otherwise look least loaded forever.
+        while let Some(worker) = self
+            .workers
+            .iter()
+            .filter(|w| !w.connections.is_closed())
+            .min_by_key(|w| w.open.load(Ordering::Relaxed))
+        {
+            worker.open.fetch_add(1, Ordering::Relaxed);
+            match worker.connections.send(stream) {
+                Ok(()) => return Ok(()),
+                Err(returned) => {
+                    worker.open.fetch_sub(1, Ordering::Relaxed);
+                    stream = returned.0;
+                }
+            }
         }
+        Err(NoWorkers)
     }
 
     /// Stops handing out connections and waits until every worker has finished (or cut off) its exchanges.
@@ -149,5 +161,54 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining connections");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(open: usize) -> (Handle, mpsc::UnboundedReceiver<std::net::TcpStream>) {
+        let (connections, incoming) = mpsc::unbounded_channel();
+        let (_done, finished) = oneshot::channel();
+        let handle = Handle {
+            connections,
+            open: Arc::new(AtomicUsize::new(open)),
+            finished,
+        };
+        (handle, incoming)
+    }
+
+    async fn accepted_stream() -> TcpStream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        listener.accept().await.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_dead_worker_gets_no_connections_and_none_left_is_an_error() {
+        let (dead, dead_incoming) = handle(0);
+        let (busy, mut busy_incoming) = handle(5);
+        drop(dead_incoming);
+        let workers = Workers {
+            workers: vec![dead, busy],
+        };
+        assert!(workers.dispatch(accepted_stream().await).is_ok());
+        assert!(
+            busy_incoming.try_recv().is_ok(),
+            "the only live worker got the connection although another looked less loaded"
+        );
+        assert_eq!(workers.workers[0].open.load(Ordering::Relaxed), 0);
+        assert_eq!(workers.workers[1].open.load(Ordering::Relaxed), 6);
+
+        drop(busy_incoming);
+        assert!(workers.dispatch(accepted_stream().await).is_err());
+        assert_eq!(
+            workers.workers[1].open.load(Ordering::Relaxed),
+            6,
+            "a refused hand-off is not counted"
+        );
     }
 }

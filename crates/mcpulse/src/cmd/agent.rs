@@ -109,7 +109,8 @@ pub struct AgentArgs {
     /// JSON body instead of an event stream. Any replica can answer any request, so a fleet scales behind
     /// a plain load balancer without session affinity; in exchange the agent can never reach a client on
     /// its own (no server-initiated requests or notifications, no GET stream, no resumption), counts no
-    /// sessions, and when draining refuses every new request (503) rather than only new sessions
+    /// sessions, labels calls with no client name (each request is answered without its handshake), and
+    /// when draining refuses every new request (503) rather than only new sessions
     #[arg(long, env = "MCPULSE_AGENT_STATELESS")]
     stateless: bool,
     /// On SIGTERM, how long in-flight calls get to finish after deregistering
