@@ -1,6 +1,5 @@
 //! The meter's resident memory while it holds many idle sessions and open SSE streams.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::BenchError;
-use crate::meter::{KillOnDrop, free_addr, wait_listening};
+use crate::meter::{free_addr, start_meter, wait_listening};
 use crate::upstream::FastUpstream;
 
 #[derive(Clone, Debug)]
@@ -50,24 +49,7 @@ pub async fn run_memory_bench(
 ) -> Result<MemoryReport, BenchError> {
     let upstream = FastUpstream::start().await?;
     let (listen, metrics) = (free_addr()?, free_addr()?);
-    let meter = KillOnDrop(
-        Command::new(mcpulse)
-            .args([
-                "meter",
-                "--listen",
-                &listen.to_string(),
-                "--metrics-listen",
-                &metrics.to_string(),
-            ])
-            .args(["--upstream", &format!("http://{}", upstream.addr)])
-            .env("MCPULSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|source| BenchError::Io {
-                what: format!("start {} meter", mcpulse.display()),
-                source,
-            })?,
-    );
+    let meter = start_meter(mcpulse, listen, metrics, upstream.addr)?;
     wait_listening(listen, "mcpulse meter").await?;
     let pid = meter.0.id();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,7 +1,7 @@
 //! The meter's cost: latency added and throughput kept versus a direct connection, next to nginx, in one run.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -126,19 +126,50 @@ pub(crate) async fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), B
     Err(BenchError::NotListening(what.into()))
 }
 
-/// Starts the sample agent, stateless, with its metrics on a free port and no registry.
-fn start_agent(mcpulse: &std::path::Path, listen: SocketAddr) -> Result<KillOnDrop, BenchError> {
+/// Starts `mcpulse` with `args`, logging warnings only; `what` names it in errors.
+fn spawn_mcpulse(mcpulse: &Path, args: &[String], what: &str) -> Result<KillOnDrop, BenchError> {
     Command::new(mcpulse)
-        .args(["agent", "--stateless", "--listen", &listen.to_string()])
-        .args(["--metrics-listen", &free_addr()?.to_string()])
+        .args(args)
         .env("MCPULSE_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .map(KillOnDrop)
         .map_err(|source| BenchError::Io {
-            what: format!("start {} agent", mcpulse.display()),
+            what: format!("start {} {what}", mcpulse.display()),
             source,
         })
+}
+
+/// Starts `mcpulse meter` on `listen`, with its metrics on `metrics`, in front of `upstream`.
+pub(crate) fn start_meter(
+    mcpulse: &Path,
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    upstream: SocketAddr,
+) -> Result<KillOnDrop, BenchError> {
+    let args = [
+        "meter".into(),
+        "--listen".into(),
+        listen.to_string(),
+        "--metrics-listen".into(),
+        metrics.to_string(),
+        "--upstream".into(),
+        format!("http://{upstream}"),
+    ];
+    spawn_mcpulse(mcpulse, &args, "meter")
+}
+
+/// Starts the sample agent, stateless, with its metrics on a free port and no registry.
+fn start_agent(mcpulse: &Path, listen: SocketAddr) -> Result<KillOnDrop, BenchError> {
+    let args = [
+        "agent".into(),
+        "--stateless".into(),
+        "--listen".into(),
+        listen.to_string(),
+        "--metrics-listen".into(),
+        free_addr()?.to_string(),
+    ];
+    spawn_mcpulse(mcpulse, &args, "agent")
 }
 
 /// Runs every (format, clients) pair against direct, meter and nginx back to back, so the three see the same
@@ -161,25 +192,7 @@ pub async fn run_meter_bench(
         }
     };
     let meter_addr = free_addr()?;
-    let metrics_addr = free_addr()?;
-    let _meter = KillOnDrop(
-        Command::new(&bench.mcpulse)
-            .args([
-                "meter",
-                "--listen",
-                &meter_addr.to_string(),
-                "--metrics-listen",
-                &metrics_addr.to_string(),
-            ])
-            .args(["--upstream", &format!("http://{upstream_addr}")])
-            .env("MCPULSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|source| BenchError::Io {
-                what: format!("start {} meter", bench.mcpulse.display()),
-                source,
-            })?,
-    );
+    let _meter = start_meter(&bench.mcpulse, meter_addr, free_addr()?, upstream_addr)?;
     wait_listening(meter_addr, "mcpulse meter").await?;
     let nginx = if bench.with_nginx {
         let nginx = Nginx::start(free_addr()?, upstream_addr)?;

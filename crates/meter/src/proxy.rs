@@ -410,19 +410,19 @@ pub fn origin_form(prefix: &str, incoming: &Uri) -> Uri {
 }
 
 /// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), besides those `Connection`
-/// names.
+/// names and the legacy `Keep-Alive` (which has no constant).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ]
-    .contains(name)
-        || name.as_str() == "keep-alive"
+    HOP_BY_HOP.contains(name) || name.as_str() == "keep-alive"
 }
 
 /// Removes headers that describe one connection rather than the message.
@@ -441,15 +441,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove("keep-alive");

@@ -151,52 +151,37 @@ pub struct SqliteStorage {
     version: Arc<AtomicU64>,
 }
 
-/// A durable write transaction, holding the write gate until it ends.
-struct SqliteWrite {
+/// A connection (or transaction) that holds the write gate until it is dropped.
+struct Gated<C> {
     // Fields drop in order: an unfinished transaction (a cancelled request) queues its rollback
     // before the gate opens. The rollback runs on the connection's thread a moment later; a write
     // let in before that waits in SQLite's busy handler, so the race costs time, never a write.
-    tx: Transaction<'static, Sqlite>,
+    inner: C,
     _gate: OwnedMutexGuard<()>,
 }
+
+/// A durable write transaction, holding the write gate until it ends.
+type SqliteWrite = Gated<Transaction<'static, Sqlite>>;
+/// A writer connection for one autocommit statement, holding the write gate until it is dropped.
+type SqliteWriter = Gated<PoolConnection<Sqlite>>;
 
 impl SqliteWrite {
     async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.inner.commit().await
     }
 }
 
-impl Deref for SqliteWrite {
+impl<C: DerefMut<Target = SqliteConnection>> Deref for Gated<C> {
     type Target = SqliteConnection;
 
     fn deref(&self) -> &SqliteConnection {
-        &self.tx
+        &self.inner
     }
 }
 
-impl DerefMut for SqliteWrite {
+impl<C: DerefMut<Target = SqliteConnection>> DerefMut for Gated<C> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
-    }
-}
-
-/// A writer connection for one autocommit statement, holding the write gate until it is dropped.
-struct SqliteWriter {
-    conn: PoolConnection<Sqlite>,
-    _gate: OwnedMutexGuard<()>,
-}
-
-impl Deref for SqliteWriter {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.conn
-    }
-}
-
-impl DerefMut for SqliteWriter {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
+        &mut self.inner
     }
 }
 
@@ -261,14 +246,20 @@ impl SqliteStorage {
     async fn begin_write(&self, _key: Option<&str>) -> Result<SqliteWrite, sqlx::Error> {
         let gate = self.gate.clone().lock_owned().await;
         let tx = self.durable.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(SqliteWrite { tx, _gate: gate })
+        Ok(Gated {
+            inner: tx,
+            _gate: gate,
+        })
     }
 
     /// A writer connection for one autocommit statement of `durability`.
     async fn writer(&self, durability: Durability) -> Result<SqliteWriter, sqlx::Error> {
         let gate = self.gate.clone().lock_owned().await;
         let conn = self.writer_pool(durability).acquire().await?;
-        Ok(SqliteWriter { conn, _gate: gate })
+        Ok(Gated {
+            inner: conn,
+            _gate: gate,
+        })
     }
 
     /// Runs a write, then bumps the data version whether or not it failed: a failure may come

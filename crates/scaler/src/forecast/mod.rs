@@ -215,6 +215,8 @@ struct Selection {
     form: Option<EtsForm>,
     /// The candidate's backtest MASE.
     mase: f64,
+    /// The mean absolute one-step change of the history it was selected on (scaled), which scales MASE.
+    scale: f64,
 }
 
 /// Detects the seasons of `scaled`, backtests every candidate, and forecasts with the best one that fits.
@@ -250,6 +252,7 @@ fn select(
                 candidate: candidate.clone(),
                 form: fitted.form,
                 mase,
+                scale,
             };
             return Ok((forecast, selection));
         }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 use super::clean::check_value;
-use super::{Forecast, ForecastConfig, Prepared, Selection, naive_scale, prepare, rescale, select};
+use super::{Forecast, ForecastConfig, Prepared, Selection, prepare, rescale, select};
 use crate::error::ScalerError;
 
 /// Largest [`RefitPolicy::reselect_every`]; past it a season change would go unnoticed for too long.
@@ -221,8 +221,8 @@ impl Forecaster {
                 };
                 self.forget();
                 self.memory = Some(Memory {
+                    scale: selection.scale * peak,
                     selection,
-                    scale: naive_scale(&scaled) * peak,
                     forecasts,
                     selected_at: self.seen,
                 });

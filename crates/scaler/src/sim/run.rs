@@ -726,19 +726,30 @@ impl Clock {
     fn abs(&self, rel: i64) -> Timestamp {
         Timestamp::from_millis(self.start.millis().saturating_add(rel))
     }
+
+    /// The newest scrape the metrics pipeline has delivered by `now`.
+    fn scraped_at(&self, now: i64) -> i64 {
+        (now - self.delay).div_euclid(self.scrape) * self.scrape
+    }
 }
 
 /// The scraped in-flight gauge of `mcpulse` at `now`: total requests in flight at the sampled tick and
 /// the pods that were serving through it (the pods that report it).
 fn gauge_total(run: &Run, clock: &Clock, now: i64) -> Option<(f64, usize)> {
-    let scraped = (now - clock.delay).div_euclid(clock.scrape) * clock.scrape;
+    let scraped = clock.scraped_at(now);
     let per_pod = window_mean(&run.inflight, scraped, clock.tick, clock.tick)?;
     let serving = run
         .pods
         .iter()
-        .filter(|p| p.created + clock.startup <= scraped - clock.tick)
+        .filter(|p| served_sampled_tick(p.created + clock.startup, clock, scraped))
         .count();
     Some((per_pod * serving as f64, serving))
+}
+
+/// Whether a pod ready at `ready_at` served through the whole tick sampled at `scraped`: a pod that was not yet
+/// serving held none of that tick's in-flight requests, so it reports no gauge sample.
+fn served_sampled_tick(ready_at: i64, clock: &Clock, scraped: i64) -> bool {
+    ready_at <= scraped - clock.tick
 }
 
 fn observe(
@@ -747,7 +758,7 @@ fn observe(
     now: i64,
     external: [f64; 2],
 ) -> Result<Observation, SimError> {
-    let scraped = (now - clock.delay).div_euclid(clock.scrape) * clock.scrape;
+    let scraped = clock.scraped_at(now);
     let cpu = window_mean(&run.cpu, scraped, clock.window, clock.tick);
     // In flight is a gauge: `mcpulse` reads its latest scraped sample (same scrape and delay) instead of
     // averaging it like a counter rate. A mean over the rate window keeps reporting a backlog for a minute
@@ -785,7 +796,7 @@ fn observe(
                 // A gauge sample is the pod's own count at that instant: a pod that was not yet serving
                 // through the sampled tick held none of that tick's in-flight requests, so it does not
                 // report the per-pod value of the pods that did (which would multiply the backlog).
-                let served_sample = !gauge || ready_at <= scraped - inflight_window;
+                let served_sample = !gauge || served_sampled_tick(ready_at, clock, scraped);
                 if let (Some(q), true) = (inflight, served_sample) {
                     inflight_samples.push(sample(q)?);
                 }
@@ -1002,8 +1013,11 @@ pub fn simulate(
                     };
                     run.syncs += 1;
                     run.active_syncs += u64::from(active);
-                    let gauge_pods = match gauge_total(run, &clock, now) {
-                        Some((in_flight, serving)) if run.kind == PolicyKind::Mcpulse => {
+                    let gauge = (run.kind == PolicyKind::Mcpulse)
+                        .then(|| gauge_total(run, &clock, now))
+                        .flatten();
+                    let gauge_pods = match gauge {
+                        Some((in_flight, serving)) => {
                             // Little's law: requests in flight over the mean service time is the rate
                             // being served (slightly over, by the short queue of a busy fleet). Capping at
                             // the workers keeps a backlog (which the in-flight target already answers)
@@ -1012,7 +1026,7 @@ pub fn simulate(
                             let in_service = in_flight.min(serving as f64 * concurrency);
                             f64::from(fewest(noise_peak(in_service / service_mean)))
                         }
-                        _ => 0.0,
+                        None => 0.0,
                     };
                     let obs = observe(run, &clock, now, [predicted, gauge_pods])?;
                     if let Some(scaler) = run.scaler.as_mut() {
