@@ -8,6 +8,7 @@ use mcpulse_scaler::forecast::{
     Distrust, Forecast, ForecastConfig, forecast, learn_capacity, prediction_trustworthy,
     predictive_replicas, realized_mase,
 };
+use mcpulse_scaler::sizing::PodSizing;
 use serde::Serialize;
 
 const STEP_SECONDS: u32 = 5;
@@ -224,7 +225,13 @@ impl Predictor {
             .map(|p| p.upper)
             .fold(0.0, f64::max);
         Prediction::Trusted {
-            replicas: predictive_replicas(latest, SCALING_LEAD_STEPS, capacity, min, max),
+            replicas: predictive_replicas(
+                latest,
+                SCALING_LEAD_STEPS,
+                &PodSizing::Capacity { per_pod: capacity },
+                min,
+                max,
+            ),
             peak_rate,
             capacity_per_agent: capacity,
         }

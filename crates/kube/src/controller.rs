@@ -648,7 +648,9 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
         let r = predictive_replicas(
             &f,
             horizon,
-            p.capacity_per_pod.as_f64(),
+            &mcpulse_scaler::sizing::PodSizing::Capacity {
+                per_pod: p.capacity_per_pod.as_f64(),
+            },
             min.unsigned_abs(),
             max.unsigned_abs(),
         );

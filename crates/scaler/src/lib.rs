@@ -13,6 +13,7 @@ pub mod forecast;
 mod quantity;
 mod replicas;
 pub mod sim;
+pub mod sizing;
 mod spec;
 mod time;
 pub mod vpa;

@@ -6,6 +6,7 @@ use mcpulse_scaler::forecast::{
     forecast, learn_capacity, parse_series_csv, prediction_trustworthy, predictive_replicas,
     realized_mase,
 };
+use mcpulse_scaler::sizing::{PodSizing, QueueModel};
 
 /// The real traces shared beside the repository (`../shared/traces`, or `MCPULSE_TRACES`). They are not
 /// redistributed with the code, so a checkout without them skips these tests and says so.
@@ -400,11 +401,40 @@ fn predictive_replicas_table() {
         (3, 50.0, 9, 3, 9, "min above max wins"),
     ] {
         assert_eq!(
-            predictive_replicas(&f, lookahead, capacity, min, max),
+            predictive_replicas(
+                &f,
+                lookahead,
+                &PodSizing::Capacity { per_pod: capacity },
+                min,
+                max
+            ),
             want,
             "{why}"
         );
     }
+}
+
+#[test]
+fn queue_sizing_of_the_forecast_peak_meets_the_objectives() {
+    let f = flat(&[100.0, 250.0, 90.0, 1000.0]);
+    let model = QueueModel {
+        pod_capacity_rps: 50.0,
+        concurrency: 4,
+        latency_p95_seconds: 1.0,
+        queue_wait_seconds: 0.2,
+        burst_window_seconds: 15.0,
+        burst_sigmas: 2.5,
+    };
+    let pods = predictive_replicas(&f, 3, &PodSizing::Queue(model), 1, 100);
+    assert!(
+        model.meets_objectives(pods, 250.0),
+        "{pods} pods for the 250 rps peak"
+    );
+    assert!(
+        pods > 5,
+        "5 pods of 50 rps would be saturated at 250 rps, got {pods}"
+    );
+    assert!(pods < 10, "twice the saturation count is waste, got {pods}");
 }
 
 #[test]

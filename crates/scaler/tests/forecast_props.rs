@@ -3,6 +3,7 @@
 use mcpulse_scaler::forecast::{
     ForecastConfig, forecast, parse_series_csv, prediction_trustworthy, predictive_replicas,
 };
+use mcpulse_scaler::sizing::PodSizing;
 use proptest::prelude::*;
 
 /// Any f64 at all, with NaN, infinities, negatives, zero and subnormals well represented.
@@ -30,7 +31,7 @@ proptest! {
         if let Ok(f) = forecast(&history, &config) {
             prop_assert_eq!(f.points.len(), horizon);
             prop_assert!(f.points.iter().all(|p| p.lower <= p.mean && p.mean <= p.upper && p.lower >= 0.0));
-            let _ = predictive_replicas(&f, horizon, 10.0, 1, 50);
+            let _ = predictive_replicas(&f, horizon, &PodSizing::Capacity { per_pod: 10.0 }, 1, 50);
         }
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{Forecast, naive_scale};
 use crate::error::ScalerError;
+use crate::sizing::PodSizing;
 
 /// Fewest usable samples [`learn_capacity`] estimates from; fewer would let one odd sample decide.
 pub const MIN_CAPACITY_SAMPLES: usize = 12;
@@ -15,21 +16,17 @@ pub const MIN_CAPACITY_SAMPLES: usize = 12;
 const MIN_UTILIZATION: f64 = 0.05;
 
 /// Replicas needed to serve the highest upper-interval load over the next `lookahead_steps` (the pod
-/// start-up time, in forecast steps), at `per_pod_capacity` load per pod, clamped to `min..=max`.
+/// start-up time, in forecast steps), sized by `sizing` and clamped to `min..=max`.
 ///
-/// Gives `min` (no opinion, since the result is combined with `max`) when the capacity is not a positive
-/// finite number, the look-ahead is 0 or the forecast holds no finite upper bound.
+/// Gives `min` (no opinion, since the result is combined with `max`) when the look-ahead is 0 or the
+/// forecast holds no finite upper bound.
 pub fn predictive_replicas(
     forecast: &Forecast,
     lookahead_steps: usize,
-    per_pod_capacity: f64,
+    sizing: &PodSizing,
     min: u32,
     max: u32,
 ) -> u32 {
-    let max = max.max(min);
-    if !(per_pod_capacity.is_finite() && per_pod_capacity > 0.0) {
-        return min;
-    }
     let peak = forecast
         .points
         .iter()
@@ -39,12 +36,10 @@ pub fn predictive_replicas(
         .fold(None, |acc: Option<f64>, u| {
             Some(acc.map_or(u, |a| a.max(u)))
         });
-    let Some(peak) = peak else {
-        return min;
-    };
-    // `as` saturates, so an absurd peak lands on `max` rather than wrapping.
-    let needed = (peak.max(0.0) / per_pod_capacity).ceil();
-    (needed as u32).clamp(min, max)
+    match peak {
+        Some(peak) => sizing.pods(peak, min, max),
+        None => min,
+    }
 }
 
 /// The rule for using prediction: the larger of the two counts, so prediction only adds capacity early.

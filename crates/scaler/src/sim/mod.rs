@@ -19,7 +19,7 @@ pub use error::SimError;
 pub use generate::{
     FlashCrowd, GeneratorConfig, MAX_LOG_REQUESTS, Ramp, generate, request_log_csv,
 };
-pub use model::{TickOutcome, erlang_c};
+pub use model::TickOutcome;
 pub use plot::render_svg;
 pub use predict::{Band, ForecastPredictor, LoadPredictor, SeasonalNaive};
 pub use run::{

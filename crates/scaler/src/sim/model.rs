@@ -10,24 +10,15 @@
 
 use serde::Serialize;
 
+use crate::sizing::{QueueModel, mmc_wait};
+
 /// The deployment settings the queue model needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Deployment {
-    pub pod_capacity: f64,
-    pub concurrency: u32,
+    /// Pods as queues, with the SLO as the objectives.
+    pub queue: QueueModel,
     pub idle_cpu: f64,
     pub queue_timeout: f64,
-}
-
-impl Deployment {
-    fn mu(&self) -> f64 {
-        self.pod_capacity / f64::from(self.concurrency)
-    }
-
-    /// p95 of one exponential service time.
-    pub(crate) fn service_p95(&self) -> f64 {
-        20f64.ln() / self.mu()
-    }
 }
 
 /// What one tick looked like for one policy.
@@ -44,44 +35,6 @@ pub struct TickOutcome {
     pub dropped: f64,
 }
 
-/// Erlang C: the probability that an arrival waits, for `servers` servers and offered load `a = λ/μ`.
-/// Returns 1 when the system is not stable (`a >= servers`).
-pub fn erlang_c(servers: u64, a: f64) -> f64 {
-    let c = servers as f64;
-    if servers == 0 || a >= c {
-        return 1.0;
-    }
-    if a <= 0.0 {
-        return 0.0;
-    }
-    // Erlang B by its stable recursion, then C from B.
-    let mut b = 1.0;
-    for k in 1..=servers {
-        b = a * b / (k as f64 + a * b);
-    }
-    c * b / (c - a * (1.0 - b))
-}
-
-/// Steady-state M/M/c waiting: (mean, p95) in seconds, or `None` when arrivals reach capacity.
-pub(crate) fn mmc_wait(servers: u64, lambda: f64, mu: f64) -> Option<(f64, f64)> {
-    let capacity = servers as f64 * mu;
-    if lambda >= capacity {
-        return None;
-    }
-    if lambda <= 0.0 {
-        return Some((0.0, 0.0));
-    }
-    let pc = erlang_c(servers, lambda / mu);
-    let drain = capacity - lambda;
-    let mean = pc / drain;
-    let p95 = if pc <= 0.05 {
-        0.0
-    } else {
-        (pc / 0.05).ln() / drain
-    };
-    Some((mean, p95))
-}
-
 impl Deployment {
     /// Advances the queue by one tick of `dt` seconds with `arrivals` requests and `ready` pods; `backlog`
     /// is the fluid queue carried between ticks.
@@ -92,11 +45,11 @@ impl Deployment {
         dt: f64,
         backlog: &mut f64,
     ) -> TickOutcome {
-        let servers = u64::from(ready) * u64::from(self.concurrency);
-        let mu = self.mu();
+        let servers = u64::from(ready) * u64::from(self.queue.concurrency);
+        let mu = self.queue.worker_rate();
         let capacity = servers as f64 * mu;
         let lambda = arrivals / dt;
-        let service_p95 = self.service_p95();
+        let service_p95 = self.queue.service_p95();
         if ready == 0 {
             let waiting = *backlog + arrivals;
             let kept = waiting.min(lambda.max(1.0) * self.queue_timeout);
@@ -136,18 +89,6 @@ impl Deployment {
             dropped,
         }
     }
-
-    /// Whether `ready` pods meet the SLO for a steady arrival rate `lambda` with no backlog.
-    pub(crate) fn meets_slo(&self, ready: u32, lambda: f64, slo_p95: f64, slo_wait: f64) -> bool {
-        let servers = u64::from(ready) * u64::from(self.concurrency);
-        if ready == 0 {
-            return lambda <= 0.0;
-        }
-        match mmc_wait(servers, lambda, self.mu()) {
-            Some((mean, p95)) => mean <= slo_wait && p95 + self.service_p95() <= slo_p95,
-            None => false,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -156,28 +97,16 @@ mod tests {
 
     fn deployment() -> Deployment {
         Deployment {
-            pod_capacity: 10.0,
-            concurrency: 4,
+            queue: QueueModel {
+                pod_capacity_rps: 10.0,
+                concurrency: 4,
+                latency_p95_seconds: 2.0,
+                queue_wait_seconds: 0.5,
+                burst_window_seconds: 5.0,
+                burst_sigmas: 2.5,
+            },
             idle_cpu: 0.05,
             queue_timeout: 30.0,
-        }
-    }
-
-    #[test]
-    fn erlang_c_known_values() {
-        // Textbook values: one server is M/M/1 where C = rho; two servers at a = 1 give 1/3.
-        let cases: &[(u64, f64, f64, &str)] = &[
-            (1, 0.5, 0.5, "M/M/1: C equals utilization"),
-            (2, 1.0, 1.0 / 3.0, "M/M/2 at a = 1"),
-            (10, 10.0, 1.0, "saturated"),
-            (5, 0.0, 0.0, "no load never waits"),
-        ];
-        for (c, a, want, why) in cases {
-            assert!(
-                (erlang_c(*c, *a) - want).abs() < 1e-9,
-                "{why}: {}",
-                erlang_c(*c, *a)
-            );
         }
     }
 
@@ -201,20 +130,5 @@ mod tests {
             "40 rps capacity clears 50 queued plus 50 new in 5 s"
         );
         assert!(drain.wait_mean > 0.0);
-    }
-
-    #[test]
-    fn slo_check_is_monotone_in_pods() {
-        let d = deployment();
-        let ok: Vec<bool> = (1..20).map(|r| d.meets_slo(r, 70.0, 2.0, 0.5)).collect();
-        let first = ok
-            .iter()
-            .position(|x| *x)
-            .expect("some count meets the SLO");
-        assert!(
-            ok[first..].iter().all(|x| *x),
-            "more pods never break the SLO"
-        );
-        assert!(first + 1 >= 7, "70 rps needs at least 7 pods of 10 rps");
     }
 }

@@ -15,6 +15,7 @@ use super::trace::Trace;
 use crate::engine::{ControllerConfig, Scaler};
 use crate::quantity::Quantity;
 use crate::replicas::{MetricObservation, Observation, PodInfo, PodPhase, PodSample};
+use crate::sizing::QueueModel;
 use crate::spec::{
     AutoscalerSpec, HorizontalPodAutoscalerBehavior, HpaScalingPolicy, HpaScalingPolicyType,
     HpaScalingRules, MetricSpec, MetricTarget,
@@ -322,7 +323,7 @@ impl SimConfig {
                 self.mcpulse_noise_sigmas
             ),
         )?;
-        let service_p95 = self.deployment().service_p95();
+        let service_p95 = self.deployment().queue.service_p95();
         check(
             self.slo_p95_seconds.is_finite() && self.slo_p95_seconds > service_p95,
             "slo-p95",
@@ -363,8 +364,15 @@ impl SimConfig {
 
     pub(crate) fn deployment(&self) -> Deployment {
         Deployment {
-            pod_capacity: self.pod_capacity_rps,
-            concurrency: self.pod_concurrency.max(1),
+            queue: QueueModel {
+                pod_capacity_rps: self.pod_capacity_rps,
+                concurrency: self.pod_concurrency.max(1),
+                latency_p95_seconds: self.slo_p95_seconds,
+                queue_wait_seconds: self.slo_queue_wait_seconds,
+                // The SLO is judged per tick, so one tick's arrivals are the burst to absorb.
+                burst_window_seconds: self.tick.as_secs_f64(),
+                burst_sigmas: self.mcpulse_noise_sigmas,
+            },
             idle_cpu: self.idle_cpu,
             queue_timeout: self.queue_timeout_seconds,
         }
@@ -875,35 +883,15 @@ pub fn simulate(
         .map(|rate| rng.poisson(rate * dt))
         .collect();
 
-    // The fewest pods meeting the SLO at a steady rate (the oracle on actual arrivals, `mcpulse` on its forecast).
-    let fewest = |lambda: f64| {
-        let floor = (lambda / config.pod_capacity_rps)
-            .floor()
-            .min(f64::from(config.max_replicas)) as u32;
-        let mut r = floor.clamp(config.min_replicas, config.max_replicas);
-        while r < config.max_replicas
-            && !deployment.meets_slo(
-                r,
-                lambda,
-                config.slo_p95_seconds,
-                config.slo_queue_wait_seconds,
-            )
-        {
-            r += 1;
-        }
-        r
-    };
-    // What `mcpulse` sizes the fleet for, given an estimated mean rate: that rate plus the Poisson spread of
-    // one tick's arrivals around it. The SLO is judged per tick (and the oracle is sized per tick), so a
-    // fleet sized for the mean rate misses the noisy ticks; the spread is `sqrt(lambda / tick)` requests/s,
-    // large for a small fleet and negligible for a large one, which a fixed percentage cannot express.
-    let noise_peak =
-        |lambda: f64| lambda + config.mcpulse_noise_sigmas * (lambda.max(0.0) / dt).sqrt();
-    let concurrency = f64::from(config.pod_concurrency);
-    // Mean service time: requests in service over it is the rate being served (Little's law).
-    let service_mean = concurrency / config.pod_capacity_rps;
+    // The oracle sizes for each tick's actual arrivals; `mcpulse` sizes for an estimated mean rate plus the
+    // Poisson spread of one tick's arrivals around it, since the SLO is judged per tick.
+    let queue = deployment.queue;
+    let (min, max) = (config.min_replicas, config.max_replicas);
     // The oracle: the fewest pods for each tick's actual arrivals, started early enough.
-    let need: Vec<u32> = arrivals.iter().map(|a| fewest(a / dt)).collect();
+    let need: Vec<u32> = arrivals
+        .iter()
+        .map(|a| queue.fewest_pods(a / dt, min, max))
+        .collect();
     // Replica counts change at most once a sync period, even for the oracle: it needs the busiest tick's
     // count for the whole period.
     let sync_ticks = usize::try_from(ms(config.sync_period) / tick)
@@ -1003,7 +991,7 @@ pub fn simulate(
                             let pods = if p.active[j] {
                                 // The headroom covers forecast error, the spread the tick noise.
                                 let mean = p.value[j].max(0.0) * (1.0 + config.predictive_headroom);
-                                f64::from(fewest(noise_peak(mean)))
+                                f64::from(queue.pods_with_headroom(mean, min, max))
                             } else {
                                 0.0
                             };
@@ -1018,13 +1006,9 @@ pub fn simulate(
                         .flatten();
                     let gauge_pods = match gauge {
                         Some((in_flight, serving)) => {
-                            // Little's law: requests in flight over the mean service time is the rate
-                            // being served (slightly over, by the short queue of a busy fleet). Capping at
-                            // the workers keeps a backlog (which the in-flight target already answers)
-                            // from reading as a higher arrival rate: a saturated fleet reads as its own
-                            // capacity, so this metric adds headroom a step at a time.
-                            let in_service = in_flight.min(serving as f64 * concurrency);
-                            f64::from(fewest(noise_peak(in_service / service_mean)))
+                            let serving = u32::try_from(serving).unwrap_or(u32::MAX);
+                            let rate = queue.served_rate(in_flight, serving);
+                            f64::from(queue.pods_with_headroom(rate, min, max))
                         }
                         None => 0.0,
                     };
