@@ -644,18 +644,14 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
         },
     );
     let (min, max) = (obj.spec.min_replicas.max(1), obj.spec.max_replicas.max(1));
-    let replicas = trusted.then(|| {
-        let r = predictive_replicas(
-            &f,
-            horizon,
-            &mcpulse_scaler::sizing::PodSizing::Capacity {
-                per_pod: p.capacity_per_pod.as_f64(),
-            },
-            min.unsigned_abs(),
-            max.unsigned_abs(),
-        );
-        i32::try_from(r).unwrap_or(max)
-    });
+    let replicas = trusted
+        .then(|| obj.spec.predictive_sizing())
+        .flatten()
+        .map(|sizing| {
+            let r =
+                predictive_replicas(&f, horizon, &sizing, min.unsigned_abs(), max.unsigned_abs());
+            i32::try_from(r).unwrap_or(max)
+        });
     let fmt = |v: f64| format!("{v:.3}");
     let status = ForecastStatus {
         time: Time(now),

@@ -3,6 +3,7 @@
 use k8s_openapi::api::autoscaling::v2 as k8s_v2;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
+use mcpulse_scaler::sizing::{self, PodSizing, QueueModel};
 use mcpulse_scaler::{
     AutoscalerSpec, HorizontalPodAutoscalerBehavior, MetricSpec, MetricTarget, MetricTargetType,
     Quantity, ResourceMetricSource,
@@ -45,7 +46,8 @@ const STEP_RANGE: std::ops::RangeInclusive<i32> = 60..=3600;
 #[x_kube(
     validation = Rule::new("self.maxReplicas >= self.minReplicas").message("maxReplicas must be greater than or equal to minReplicas"),
     validation = Rule::new("self.mode != 'Floor' || has(self.hpaRef)").message("mode Floor needs hpaRef, the HorizontalPodAutoscaler whose minReplicas is raised"),
-    validation = Rule::new("self.mode != 'Floor' || (has(self.predictive) && self.predictive.enabled)").message("mode Floor only writes a predicted floor: enable predictive")
+    validation = Rule::new("self.mode != 'Floor' || (has(self.predictive) && self.predictive.enabled)").message("mode Floor only writes a predicted floor: enable predictive"),
+    validation = Rule::new("!has(self.predictive) || has(self.predictive.capacityPerPod) || has(self.queueModel)").message("predictive needs capacityPerPod, or a queueModel to size the forecast with")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct McpAutoscalerSpec {
@@ -76,6 +78,12 @@ pub struct McpAutoscalerSpec {
     /// Forecast the load and add capacity ahead of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictive: Option<PredictiveSpec>,
+    /// Size the fleet by queueing: the fewest pods whose p95 latency and mean queue wait meet their
+    /// objectives. When set, every sync also sizes the fleet for the request rate read from the pods'
+    /// requests in flight (`mcp_requests_in_flight`, by Little's law), as one more metric; and a forecast
+    /// without `capacityPerPod` is sized the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_model: Option<QueueModelSpec>,
 }
 
 fn default_min_replicas() -> i32 {
@@ -219,9 +227,11 @@ pub struct PredictiveSpec {
     /// The load signal to forecast, e.g. `sum(rate(mcp_messages_total{namespace="agents"}[5m]))`.
     #[schemars(length(min = 1, max = 4096))]
     pub query: String,
-    /// Load one pod serves at the desired utilization, in the query's unit.
-    #[schemars(with = "k8s_openapi::apimachinery::pkg::api::resource::Quantity")]
-    pub capacity_per_pod: Quantity,
+    /// Load one pod serves at the desired utilization, in the query's unit. Unset, the spec's
+    /// `queueModel` sizes the forecast, and the query must give requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>")]
+    pub capacity_per_pod: Option<Quantity>,
     #[serde(default)]
     pub seasonality: Seasonality,
     /// How far ahead capacity must be ready: the pods' start-up time plus a margin.
@@ -244,6 +254,83 @@ fn default_look_ahead() -> i32 {
 
 fn default_step() -> i32 {
     300
+}
+
+/// One pod as a queue (M/M/c: `concurrencyPerPod` workers sharing `capacityPerPod` requests/s), and the
+/// objectives the fleet must meet.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueModelSpec {
+    /// Requests per second one pod completes when all its workers are busy (measure it with `mcpulse
+    /// load` against one pod).
+    #[schemars(with = "k8s_openapi::apimachinery::pkg::api::resource::Quantity")]
+    pub capacity_per_pod: Quantity,
+    /// Requests one pod serves at once: its workers or concurrency limit.
+    #[schemars(range(min = 1, max = 4096))]
+    pub concurrency_per_pod: i32,
+    /// Objective on the p95 latency of a request (queue wait plus service), milliseconds.
+    #[schemars(range(min = 1, max = 600000))]
+    pub latency_p95_milliseconds: i32,
+    /// Objective on the mean time a request waits for a worker, milliseconds.
+    #[schemars(range(min = 1, max = 600000))]
+    pub queue_wait_milliseconds: i32,
+    /// The objectives hold over windows this long, so the fleet is sized for the busiest such window's
+    /// arrivals, not just the mean rate: a few pods get relatively more headroom than many.
+    #[serde(default = "default_burst_window")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub burst_window_seconds: i32,
+}
+
+fn default_burst_window() -> i32 {
+    15
+}
+
+const MAX_OBJECTIVE_MILLISECONDS: i32 = 600_000;
+
+impl QueueModelSpec {
+    /// The engine's model, checked: fields in range, and a latency objective some pod count can meet.
+    pub fn model(&self) -> Result<QueueModel, KubeError> {
+        let field = "queueModel";
+        for (name, v, range) in [
+            (
+                "concurrencyPerPod",
+                self.concurrency_per_pod,
+                1..=i32::try_from(sizing::MAX_CONCURRENCY).unwrap_or(i32::MAX),
+            ),
+            (
+                "latencyP95Milliseconds",
+                self.latency_p95_milliseconds,
+                1..=MAX_OBJECTIVE_MILLISECONDS,
+            ),
+            (
+                "queueWaitMilliseconds",
+                self.queue_wait_milliseconds,
+                1..=MAX_OBJECTIVE_MILLISECONDS,
+            ),
+            ("burstWindowSeconds", self.burst_window_seconds, 1..=3600),
+        ] {
+            if !range.contains(&v) {
+                return Err(KubeError::spec(
+                    format!("{field}.{name}"),
+                    format!(
+                        "must be within {}..={}, got {v}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        }
+        let model = QueueModel {
+            pod_capacity_rps: self.capacity_per_pod.as_f64(),
+            concurrency: self.concurrency_per_pod.unsigned_abs(),
+            latency_p95_seconds: f64::from(self.latency_p95_milliseconds) / 1000.0,
+            queue_wait_seconds: f64::from(self.queue_wait_milliseconds) / 1000.0,
+            burst_window_seconds: f64::from(self.burst_window_seconds),
+            burst_sigmas: sizing::DEFAULT_BURST_SIGMAS,
+        };
+        model.validate(field).map_err(engine_spec_error)?;
+        Ok(model)
+    }
 }
 
 /// What the controller saw and did, for `kubectl describe` and dashboards.
@@ -312,6 +399,9 @@ pub enum MetricPlan {
     PerPod { metric: &'static str },
     /// A PromQL expression whose series are summed.
     PromQl { query: String },
+    /// Pods for the request rate behind the ready pods' requests in flight, by the queue model; the
+    /// count is the metric's value, against a target of one per pod.
+    QueueModel { model: QueueModel, max_pods: u32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +414,8 @@ pub enum ResourceKind {
 pub const QUEUE_DEPTH_METRIC: &str = "mcp_queue_depth";
 /// The gauge behind `InFlight`.
 pub const IN_FLIGHT_METRIC: &str = "mcp_requests_in_flight";
+/// The name of the queue-model metric in decisions and explanations.
+pub const QUEUE_MODEL_METRIC: &str = "queue_model_replicas";
 
 /// A spec ready to run: the engine's spec and, per metric in the same order, where its values come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -363,8 +455,20 @@ impl McpAutoscalerSpec {
                 "mode Floor only writes a predicted floor: set predictive.enabled and predictive.query",
             ));
         }
+        let queue_model = self
+            .queue_model
+            .as_ref()
+            .map(QueueModelSpec::model)
+            .transpose()?;
         if let Some(p) = &self.predictive {
             p.check()?;
+            if p.capacity_per_pod.is_none() && queue_model.is_none() {
+                return Err(KubeError::spec(
+                    "predictive.capacityPerPod",
+                    "is needed to turn the forecast into pods: set it (load one pod serves, in the query's unit), \
+                     or set queueModel and forecast requests per second",
+                ));
+            }
         }
         if self.metrics.len() > MAX_METRICS {
             return Err(KubeError::spec(
@@ -383,9 +487,27 @@ impl McpAutoscalerSpec {
             plans.push(plan);
         }
         if plans.is_empty() {
-            // The engine's default (CPU at 80 %) needs CPU samples, so plan for them.
+            // The engine's default (CPU at 80 %) needs CPU samples, so plan for them; with a queue model
+            // listed below, the default is spelled out, since the engine only applies it to an empty list.
             plans.push(MetricPlan::Resource {
                 resource: ResourceKind::Cpu,
+            });
+            if queue_model.is_some() {
+                engine_metrics.push(MetricSpec::resource_utilization(
+                    "cpu",
+                    mcpulse_scaler::DEFAULT_CPU_UTILIZATION,
+                ));
+            }
+        }
+        if let Some(model) = queue_model {
+            // The value is already a pod count, so one unit per pod.
+            engine_metrics.push(MetricSpec::external(
+                QUEUE_MODEL_METRIC,
+                MetricTarget::average_value(Quantity::from_units(1)),
+            ));
+            plans.push(MetricPlan::QueueModel {
+                model,
+                max_pods: self.max_replicas.unsigned_abs(),
             });
         }
         let engine = AutoscalerSpec {
@@ -395,16 +517,36 @@ impl McpAutoscalerSpec {
             behavior: self.behavior.clone(),
         };
         // Resolve once here so a bad behavior or target is reported as a spec error, with its field.
-        engine.resolve(300).map_err(|e| match e {
-            mcpulse_scaler::ScalerError::InvalidSpec { field, problem } => {
-                KubeError::spec(field, problem)
-            }
-            other => KubeError::Engine(other),
-        })?;
+        engine.resolve(300).map_err(engine_spec_error)?;
         Ok(Plan {
             engine,
             metrics: plans,
         })
+    }
+}
+
+/// An engine spec error as the controller reports it: with its field, like the controller's own checks.
+fn engine_spec_error(e: mcpulse_scaler::ScalerError) -> KubeError {
+    match e {
+        mcpulse_scaler::ScalerError::InvalidSpec { field, problem } => {
+            KubeError::spec(field, problem)
+        }
+        other => KubeError::Engine(other),
+    }
+}
+
+impl McpAutoscalerSpec {
+    /// How the forecast is turned into pods: `capacityPerPod` when set, else the queue model; `None`
+    /// when neither is (which `plan` refuses).
+    pub fn predictive_sizing(&self) -> Option<PodSizing> {
+        let predictive = self.predictive.as_ref()?;
+        match (&predictive.capacity_per_pod, &self.queue_model) {
+            (Some(c), _) => Some(PodSizing::Capacity {
+                per_pod: c.as_f64(),
+            }),
+            (None, Some(q)) => q.model().ok().map(PodSizing::Queue),
+            (None, None) => None,
+        }
     }
 }
 
@@ -506,10 +648,12 @@ impl McpMetric {
 impl PredictiveSpec {
     fn check(&self) -> Result<(), KubeError> {
         check_query("predictive.query", &self.query)?;
-        if self.capacity_per_pod.milli() <= 0 {
+        if let Some(c) = self.capacity_per_pod
+            && c.milli() <= 0
+        {
             return Err(KubeError::spec(
                 "predictive.capacityPerPod",
-                format!("must be greater than zero, got {}", self.capacity_per_pod),
+                format!("must be greater than zero, got {c}"),
             ));
         }
         if !LOOK_AHEAD_RANGE.contains(&self.look_ahead_seconds) {

@@ -10,7 +10,9 @@ use mcpulse_scaler::{
     ReadyCondition, Timestamp,
 };
 
-use crate::crd::{MetricPlan, ResourceKind};
+use mcpulse_scaler::sizing::QueueModel;
+
+use crate::crd::{IN_FLIGHT_METRIC, MetricPlan, ResourceKind};
 use crate::prometheus::{Series, escape_label};
 
 /// The rate window of the CPU query, also the window its samples cover.
@@ -118,17 +120,22 @@ pub fn queries(plan: &MetricPlan, namespace: &str) -> MetricQueries {
                 freshness: Some(format!("max(timestamp({sel}))")),
             }
         }
-        MetricPlan::PerPod { metric } => {
-            let sel = format!(r#"{metric}{{namespace="{ns}"}}"#);
-            MetricQueries {
-                value: format!("sum by (pod) ({sel})"),
-                freshness: Some(format!("max(timestamp({sel}))")),
-            }
-        }
+        MetricPlan::PerPod { metric } => per_pod_gauge(metric, &ns),
+        MetricPlan::QueueModel { .. } => per_pod_gauge(IN_FLIGHT_METRIC, &ns),
         MetricPlan::PromQl { query } => MetricQueries {
             value: query.clone(),
             freshness: None,
         },
+    }
+}
+
+/// A gauge exported per pod, summed per pod (a pod may have several exporting containers); `ns` is
+/// already escaped.
+fn per_pod_gauge(metric: &str, ns: &str) -> MetricQueries {
+    let sel = format!(r#"{metric}{{namespace="{ns}"}}"#);
+    MetricQueries {
+        value: format!("sum by (pod) ({sel})"),
+        freshness: Some(format!("max(timestamp({sel}))")),
     }
 }
 
@@ -238,6 +245,12 @@ pub fn metric_observation(
             Ok(samples) => MetricObservation::Pods { samples },
             Err(reason) => unavailable(reason),
         },
+        MetricPlan::QueueModel { model, max_pods } => {
+            match per_pod_samples(series, pods, now, Duration::ZERO) {
+                Ok(samples) => queue_model_observation(model, *max_pods, &samples, pods),
+                Err(reason) => unavailable(reason),
+            }
+        }
         MetricPlan::PromQl { .. } => {
             let values: Result<Vec<Quantity>, String> = series
                 .iter()
@@ -257,6 +270,46 @@ pub fn metric_observation(
                 Err(reason) => unavailable(reason),
             }
         }
+    }
+}
+
+/// The queue model's pod count for the request rate behind the in-flight samples of the ready pods.
+/// Pods still starting (or not yet scraped) serve nothing, so they count neither in the rate nor as
+/// serving; with no ready pod reporting, the metric is unavailable rather than zero, so it never drives a
+/// scale-down on missing data.
+fn queue_model_observation(
+    model: &QueueModel,
+    max_pods: u32,
+    samples: &[PodSample],
+    pods: &[PodView],
+) -> MetricObservation {
+    let ready: BTreeSet<&str> = pods
+        .iter()
+        .filter(|p| {
+            p.info.phase == PodPhase::Running
+                && !p.info.deleting
+                && p.info
+                    .ready
+                    .is_some_and(|r| r.status == ConditionStatus::True)
+        })
+        .map(|p| p.info.name.as_str())
+        .collect();
+    let serving: Vec<f64> = samples
+        .iter()
+        .filter(|s| ready.contains(s.pod.as_str()))
+        .map(|s| s.value.as_f64())
+        .collect();
+    if serving.is_empty() {
+        return MetricObservation::Unavailable {
+            reason: format!("no ready pod reports {IN_FLIGHT_METRIC}"),
+        };
+    }
+    let in_flight: f64 = serving.iter().sum();
+    let serving_pods = u32::try_from(serving.len()).unwrap_or(u32::MAX);
+    let rate = model.served_rate(in_flight, serving_pods);
+    let pods = model.pods_with_headroom(rate, 1, max_pods.max(1));
+    MetricObservation::External {
+        values: vec![Quantity::from_units(i64::from(pods))],
     }
 }
 
@@ -499,5 +552,104 @@ mod tests {
             BTreeMap::from([("a".to_owned(), 3)]),
             "unknown pods and NaN are left out"
         );
+    }
+
+    fn queue_model() -> QueueModel {
+        QueueModel {
+            pod_capacity_rps: 10.0,
+            concurrency: 4,
+            latency_p95_seconds: 2.0,
+            queue_wait_seconds: 0.5,
+            burst_window_seconds: 15.0,
+            burst_sigmas: mcpulse_scaler::sizing::DEFAULT_BURST_SIGMAS,
+        }
+    }
+
+    /// A pod by name, phase and readiness.
+    type PodState<'a> = (&'a str, &'a str, bool);
+    /// Pods, their in-flight samples, and why the case is there.
+    type QueueModelCase<'a> = (&'a [PodState<'a>], &'a [(&'a str, f64)], &'a str);
+
+    fn queue_model_pods(pods: &[PodState], in_flight: &[(&str, f64)]) -> MetricObservation {
+        let views: Vec<PodView> = pods
+            .iter()
+            .filter_map(|(n, phase, ready)| pod_view(&pod(n, phase, *ready, &["500m"])))
+            .collect();
+        let series: Vec<Series> = in_flight
+            .iter()
+            .map(|(p, v)| series(&[("pod", p)], *v))
+            .collect();
+        let plan = MetricPlan::QueueModel {
+            model: queue_model(),
+            max_pods: 50,
+        };
+        metric_observation(&plan, &Fetched::Series(series), &views, now())
+    }
+
+    #[test]
+    fn queue_model_sizes_from_the_ready_pods_in_flight_only() {
+        let model = queue_model();
+        // 6 in flight on two ready pods: 15 requests/s at 0.4 s each.
+        let want = model.pods_with_headroom(15.0, 1, 50);
+        let cases: &[QueueModelCase] = &[
+            (
+                &[("a", "Running", true), ("b", "Running", true)],
+                &[("a", 2.0), ("b", 4.0)],
+                "both ready pods count",
+            ),
+            (
+                &[
+                    ("a", "Running", true),
+                    ("b", "Running", true),
+                    ("c", "Running", false),
+                ],
+                &[("a", 2.0), ("b", 4.0), ("c", 40.0)],
+                "a pod not yet ready serves nothing",
+            ),
+            (
+                &[
+                    ("a", "Running", true),
+                    ("b", "Running", true),
+                    ("d", "Pending", false),
+                ],
+                &[("a", 2.0), ("b", 4.0)],
+                "a pending pod without samples is not serving",
+            ),
+        ];
+        for (pods, in_flight, why) in cases {
+            assert_eq!(
+                queue_model_pods(pods, in_flight),
+                MetricObservation::External {
+                    values: vec![Quantity::from_units(i64::from(want))]
+                },
+                "{why}"
+            );
+        }
+        assert!(want >= 2, "15 requests/s exceed one pod's 10");
+    }
+
+    #[test]
+    fn queue_model_without_ready_samples_is_unavailable_not_zero() {
+        let got = queue_model_pods(&[("a", "Running", false)], &[("a", 3.0)]);
+        assert!(
+            matches!(&got, MetricObservation::Unavailable { reason } if reason.contains(IN_FLIGHT_METRIC)),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn queue_model_reads_the_in_flight_gauge() {
+        let q = queries(
+            &MetricPlan::QueueModel {
+                model: queue_model(),
+                max_pods: 10,
+            },
+            "agents",
+        );
+        assert_eq!(
+            q.value,
+            r#"sum by (pod) (mcp_requests_in_flight{namespace="agents"})"#
+        );
+        assert!(q.freshness.is_some(), "a stale gauge is detected");
     }
 }

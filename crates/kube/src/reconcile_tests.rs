@@ -567,3 +567,94 @@ fn a_followed_history_gains_only_the_new_steps() {
     .unwrap();
     assert_eq!(after_gap.forecaster.history(), &later[..]);
 }
+
+/// The queue model of the tests: 10 requests/s per pod over 4 workers (0.4 s each), p95 2 s, wait 0.5 s.
+fn queue_model_json() -> Value {
+    json!({"capacityPerPod": "10", "concurrencyPerPod": 4, "latencyP95Milliseconds": 2000, "queueWaitMilliseconds": 500})
+}
+
+fn queue_model() -> mcpulse_scaler::sizing::QueueModel {
+    let spec: crate::crd::QueueModelSpec =
+        serde_json::from_value(queue_model_json()).expect("the test model parses");
+    spec.model().expect("the test model is valid")
+}
+
+#[tokio::test]
+async fn queue_model_scales_up_for_the_rate_behind_the_in_flight_requests() {
+    let prom = Arc::new(FakePrometheus::default());
+    // 8 in flight per pod: every worker busy and 4 waiting. Against 16 per pod the in-flight target
+    // alone would shed a pod; the queue model reads 20 requests/s served and wants room for bursts.
+    per_pod(
+        &prom,
+        "mcp_requests_in_flight",
+        &[("web-0", 8.0), ("web-1", 8.0)],
+    );
+    let want = queue_model().pods_with_headroom(20.0, 1, 10);
+    assert!(
+        want > 2,
+        "two saturated pods are too few for their own load"
+    );
+    let (ctx, verifier) = context(prom, true);
+    let spec = queue_spec(json!({
+        "metrics": [{"type": "InFlight", "inFlight": {"averageValue": "16"}}],
+        "queueModel": queue_model_json(),
+    }));
+    run(&autoscaler(spec), &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(2)).await;
+        v.expect(Method::GET, PODS, pod_list(&["web-0", "web-1"]))
+            .await;
+        let patch = v
+            .expect(
+                Method::PATCH,
+                SCALE_APPLY,
+                scale(i32::try_from(want).unwrap_or(0)),
+            )
+            .await;
+        assert_eq!(patch["spec"], json!({"replicas": want}));
+        let event = v.expect(Method::POST, EVENTS, json!({})).await;
+        let note = event["note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains(crate::crd::QUEUE_MODEL_METRIC),
+            "the queue model drove it: {note}"
+        );
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(status["status"]["desiredReplicas"], want);
+        assert_eq!(condition(&status, "MetricsAvailable")["status"], "True");
+        v
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn floor_mode_sizes_the_forecast_with_the_queue_model() {
+    let prom = Arc::new(FakePrometheus::default());
+    let query = r#"sum(rate(mcp_requests_total{namespace="agents"}[5m]))"#;
+    // A steady 20 requests/s: two pods of 10 would run saturated, so the floor is the queue model's count.
+    prom.set_range(query, flat_history(20.0));
+    let want = queue_model().pods_with_headroom(20.0, 1, 10);
+    assert!(want > 2, "more than the saturation count");
+    let (ctx, verifier) = context(prom, true);
+    let spec = queue_spec(json!({
+        "mode": "Floor",
+        "hpaRef": {"name": "web"},
+        "metrics": [],
+        "predictive": {"query": query, "seasonality": "None"},
+        "queueModel": queue_model_json(),
+    }));
+    let hpa = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "agents"},
+        "spec": {"minReplicas": 2, "maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+    });
+    run(&autoscaler(spec), &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(2)).await;
+        v.expect(Method::GET, HPA, hpa.clone()).await;
+        let patch = v.expect(Method::PATCH, &format!("{HPA}?"), hpa).await;
+        assert_eq!(patch, json!({"spec": {"minReplicas": want}}));
+        v.expect(Method::POST, EVENTS, json!({})).await;
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(status["status"]["lastDecision"]["predictiveReplicas"], want);
+        v
+    })
+    .await;
+}

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use mcpulse_kube::McpAutoscaler;
+use mcpulse_kube::crd::MetricPlan;
+use mcpulse_scaler::sizing::PodSizing;
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,6 +37,72 @@ fn good_example_plans() {
         .plan()
         .expect("the good example is valid");
     assert_eq!(plan.metrics.len(), 3);
+}
+
+#[test]
+fn queue_model_example_plans_cpu_and_the_queue_model() {
+    let spec = example("queue-model").spec;
+    let plan = spec.plan().expect("the queue-model example is valid");
+    assert!(
+        matches!(
+            plan.metrics.as_slice(),
+            [
+                MetricPlan::Resource { .. },
+                MetricPlan::QueueModel { max_pods: 40, .. }
+            ]
+        ),
+        "{:?}",
+        plan.metrics
+    );
+    assert_eq!(
+        plan.engine.metrics.len(),
+        2,
+        "CPU spelled out next to the queue model"
+    );
+    assert!(
+        matches!(spec.predictive_sizing(), Some(PodSizing::Queue(_))),
+        "the forecast is sized by the queue model"
+    );
+}
+
+#[test]
+fn queue_model_mistakes_are_refused_naming_the_field() {
+    let base = example("queue-model").spec;
+    let mut no_sizing = base.clone();
+    no_sizing.queue_model = None;
+    let mut too_fast = base.clone();
+    if let Some(q) = too_fast.queue_model.as_mut() {
+        // 8 workers at 20 requests/s: 0.4 s each, p95 1.2 s, so a 1 s objective cannot be met.
+        q.latency_p95_milliseconds = 1000;
+    }
+    let mut no_capacity = base.clone();
+    if let Some(q) = no_capacity.queue_model.as_mut() {
+        q.capacity_per_pod = mcpulse_scaler::Quantity::from_units(0);
+    }
+    for (spec, field) in [
+        (no_sizing, "spec.predictive.capacityPerPod"),
+        (too_fast, "spec.queueModel.latencyP95Milliseconds"),
+        (no_capacity, "spec.queueModel.capacityPerPod"),
+    ] {
+        let err = spec.plan().expect_err(field);
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+}
+
+#[test]
+fn shipped_autoscalers_plan() {
+    // The kustomize components ship these: numbers that contradict each other (an objective below the
+    // service time) would only surface as an InvalidSpec event in a cluster.
+    for path in [
+        "deploy/kustomize/components/scaler/agents-direct/mcpautoscaler.yaml",
+        "deploy/kustomize/components/scaler/agents-floor/mcpautoscaler.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo(path)).expect("component exists");
+        let obj: McpAutoscaler = serde_yaml::from_str(&text).expect("parses as an McpAutoscaler");
+        if let Err(e) = obj.spec.plan() {
+            panic!("{path}: {e}");
+        }
+    }
 }
 
 #[test]

@@ -31,11 +31,11 @@ pub use replicas::{
 };
 pub use spec::{
     AutoscalerSpec, ContainerResourceMetricSource, CrossVersionObjectReference,
-    ExternalMetricSource, HorizontalPodAutoscalerBehavior, HpaScalingPolicy, HpaScalingPolicyType,
-    HpaScalingRules, LabelSelector, LabelSelectorRequirement, MAX_METRICS, MAX_POLICIES,
-    MetricIdentifier, MetricSource, MetricSourceType, MetricSpec, MetricTarget, MetricTargetType,
-    MetricValue, ObjectMetricSource, PodsMetricSource, ResolvedBehavior, ResolvedMetric,
-    ResolvedSpec, ResourceMetricSource, ResourceTarget, ScalingPolicySelect, ScalingRules,
-    ValueTarget,
+    DEFAULT_CPU_UTILIZATION, ExternalMetricSource, HorizontalPodAutoscalerBehavior,
+    HpaScalingPolicy, HpaScalingPolicyType, HpaScalingRules, LabelSelector,
+    LabelSelectorRequirement, MAX_METRICS, MAX_POLICIES, MetricIdentifier, MetricSource,
+    MetricSourceType, MetricSpec, MetricTarget, MetricTargetType, MetricValue, ObjectMetricSource,
+    PodsMetricSource, ResolvedBehavior, ResolvedMetric, ResolvedSpec, ResourceMetricSource,
+    ResourceTarget, ScalingPolicySelect, ScalingRules, ValueTarget,
 };
 pub use time::Timestamp;

@@ -44,20 +44,28 @@ impl QueueModel {
     /// Checks the model can be evaluated and its objectives can be met at all; `field` prefixes the
     /// names in errors (e.g. `queueModel`).
     pub fn validate(&self, field: &str) -> Result<(), ScalerError> {
-        let positive = |name: &str, v: f64| {
+        let positive = |name: &str, v: f64, unit: &str| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
                 Err(ScalerError::spec(
                     format!("{field}.{name}"),
-                    format!("must be a finite number > 0, got {v}"),
+                    format!("must be a finite number of {unit} > 0, got {v}"),
                 ))
             }
         };
-        positive("capacityPerPod", self.pod_capacity_rps)?;
-        positive("latencyP95", self.latency_p95_seconds)?;
-        positive("queueWait", self.queue_wait_seconds)?;
-        positive("burstWindow", self.burst_window_seconds)?;
+        positive("capacityPerPod", self.pod_capacity_rps, "requests/s")?;
+        positive(
+            "latencyP95Milliseconds",
+            self.latency_p95_seconds * 1000.0,
+            "ms",
+        )?;
+        positive(
+            "queueWaitMilliseconds",
+            self.queue_wait_seconds * 1000.0,
+            "ms",
+        )?;
+        positive("burstWindowSeconds", self.burst_window_seconds, "s")?;
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
             return Err(ScalerError::spec(
                 format!("{field}.concurrencyPerPod"),
@@ -76,11 +84,14 @@ impl QueueModel {
         let service_p95 = self.service_p95();
         if self.latency_p95_seconds <= service_p95 {
             return Err(ScalerError::spec(
-                format!("{field}.latencyP95"),
+                format!("{field}.latencyP95Milliseconds"),
                 format!(
-                    "must exceed the p95 service time ({service_p95:.3} s for {} workers completing {} requests/s), \
-                     got {} s: no pod count can meet it; raise it or check capacityPerPod and concurrencyPerPod",
-                    self.concurrency, self.pod_capacity_rps, self.latency_p95_seconds
+                    "must exceed the p95 service time ({:.0} ms for {} workers completing {} requests/s), \
+                     got {:.0} ms: no pod count can meet it; raise it or check capacityPerPod and concurrencyPerPod",
+                    service_p95 * 1000.0,
+                    self.concurrency,
+                    self.pod_capacity_rps,
+                    self.latency_p95_seconds * 1000.0
                 ),
             ));
         }
@@ -356,7 +367,7 @@ mod tests {
                     latency_p95_seconds: 0.5,
                     ..model()
                 },
-                "queueModel.latencyP95",
+                "queueModel.latencyP95Milliseconds",
             ),
             (
                 QueueModel {

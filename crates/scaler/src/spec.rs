@@ -18,7 +18,8 @@ const MAX_STABILIZATION_WINDOW_SECONDS: i32 = 3600;
 /// Upper bound of a policy's `periodSeconds` (30 minutes), as upstream validation.
 const MAX_PERIOD_SECONDS: i32 = 1800;
 /// Default CPU utilization target when no metric is listed (upstream API defaulting).
-const DEFAULT_CPU_UTILIZATION: i32 = 80;
+/// CPU utilization target, percent, of a spec that lists no metrics (the upstream default).
+pub const DEFAULT_CPU_UTILIZATION: i32 = 80;
 
 /// The scaling part of a `HorizontalPodAutoscalerSpec` (everything but `scaleTargetRef`, which the
 /// embedding CRD names its own way).
