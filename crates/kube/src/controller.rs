@@ -16,8 +16,8 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use mcpulse_scaler::forecast::{
-    ForecastConfig, Forecaster, MAX_HISTORY_LIMIT, RefitPolicy, fill_gaps, prediction_trustworthy,
-    predictive_replicas,
+    Forecast, ForecastConfig, Forecaster, MAX_HISTORY_LIMIT, RefitPolicy, fill_gaps,
+    prediction_trustworthy, predictive_replicas,
 };
 use mcpulse_scaler::{ConditionStatus, ControllerConfig, Decision, Scaler, Timestamp};
 use serde_json::json;
@@ -572,66 +572,67 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
         .seasonality
         .history_seconds()
         .min(MAX_RANGE_POINTS * i64::from(p.step_seconds));
-    let start = end - span;
-    let range = ctx
-        .prometheus
-        .range(
-            &p.query,
-            start as f64,
-            end as f64,
-            Duration::from_secs(u64::try_from(p.step_seconds).unwrap_or(300)),
-        )
-        .await;
-    let series = match range {
-        Ok(s) => s,
-        Err(e) => return Prediction::Failed(e.to_string()),
-    };
-    let history = regular_history(&series, start, end, i64::from(p.step_seconds));
-    let known = history.iter().filter(|v| v.is_finite()).count();
     let horizon = p.look_ahead_steps();
     let config = ForecastConfig {
         horizon,
-        max_history: history
-            .len()
+        max_history: usize::try_from(span / step_seconds + 1)
+            .unwrap_or(MAX_HISTORY_LIMIT)
             .clamp(ForecastConfig::default().min_history, MAX_HISTORY_LIMIT),
         ..ForecastConfig::default()
     };
     let need = config.required_history();
-    if let Err(distrust) = prediction_trustworthy(&[], known, need, TRUST_THRESHOLD) {
-        return Prediction::Failed(distrust.to_string());
-    }
-    if let Err(e) = fill_gaps(&history) {
-        return Prediction::Failed(e.to_string());
-    }
-    let followed = ctx.with_state(|s| s.get_mut(&k).and_then(|e| e.forecaster.take()));
+    // A followed forecaster only needs the steps since it last looked; anything else reads the whole span.
+    let followed = ctx
+        .with_state(|s| s.get_mut(&k).and_then(|e| e.forecaster.take()))
+        .filter(|f| f.continues(p, end, span));
+    let start = followed
+        .as_ref()
+        .map_or(end - span, |f| f.end + step_seconds);
+    let series = if start > end {
+        Vec::new()
+    } else {
+        let range = ctx
+            .prometheus
+            .range(
+                &p.query,
+                start as f64,
+                end as f64,
+                Duration::from_secs(u64::try_from(p.step_seconds).unwrap_or(300)),
+            )
+            .await;
+        match range {
+            Ok(series) => series,
+            Err(e) => {
+                put_back(ctx, &k, followed);
+                return Prediction::Failed(e.to_string());
+            }
+        }
+    };
+    let points = regular_history(&series, start, end, step_seconds);
     let stagger = ctx.with_state(|s| s.len());
     let spec = p.clone();
     // Fitting is CPU work: keep it off the async workers.
     let fitted = tokio::task::spawn_blocking(move || {
-        let mut followed = follow(
-            followed,
-            &spec,
-            config,
-            &history,
-            end,
-            step_seconds,
-            stagger,
-        )?;
-        let refit = followed.forecaster.forecast()?;
-        let realised = followed.forecaster.realised_mase();
-        Ok::<_, mcpulse_scaler::ScalerError>((followed, refit.forecast, realised))
+        let mut followed = match followed {
+            Some(f) => f,
+            None => match FollowedHistory::start(spec, config, end - span, step_seconds, stagger) {
+                Ok(f) => f,
+                Err(e) => return (None, Err(e.to_string())),
+            },
+        };
+        let outcome = followed.advance(&points, end, need);
+        (Some(followed), outcome)
     })
     .await;
-    let (followed, f, realised) = match fitted {
-        Ok(Ok(fitted)) => fitted,
-        Ok(Err(e)) => return Prediction::Failed(e.to_string()),
+    let (followed, outcome) = match fitted {
+        Ok(fitted) => fitted,
         Err(e) => return Prediction::Failed(format!("the forecast task failed: {e}")),
     };
-    ctx.with_state(|s| {
-        if let Some(e) = s.get_mut(&k) {
-            e.forecaster = Some(followed);
-        }
-    });
+    put_back(ctx, &k, followed);
+    let (f, realised, known) = match outcome {
+        Ok(fitted) => fitted,
+        Err(e) => return Prediction::Failed(e),
+    };
     // The selection's backtest, and once its forecasts have met reality, how they fared.
     let errors: Vec<f64> = std::iter::once(f.mase).chain(realised).collect();
     let trusted = prediction_trustworthy(&errors, known, need, TRUST_THRESHOLD).is_ok();
@@ -688,34 +689,56 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
     Prediction::Ready(cached)
 }
 
-/// The workload's forecaster brought up to `end`: the points after the end it had seen are appended, or, on
-/// a new spec, a gap longer than the history, or a first call, a new forecaster reads the whole history.
-pub(crate) fn follow(
-    followed: Option<FollowedHistory>,
-    spec: &PredictiveSpec,
-    config: ForecastConfig,
-    history: &[f64],
-    end: i64,
-    step_seconds: i64,
-    stagger: usize,
-) -> Result<FollowedHistory, mcpulse_scaler::ScalerError> {
-    if let Some(mut followed) = followed.filter(|f| f.spec == *spec && f.end <= end) {
-        let new_steps = usize::try_from((end - followed.end) / step_seconds).unwrap_or(usize::MAX);
-        if new_steps < history.len() {
-            followed
-                .forecaster
-                .observe(&history[history.len() - new_steps..])?;
-            followed.end = end;
-            return Ok(followed);
+/// Returns the forecaster to the workload's entry (if it still has one), so a failed fetch or fit keeps
+/// what it learned and the next step fetches only what it missed.
+fn put_back(ctx: &Context, k: &(String, String), followed: Option<FollowedHistory>) {
+    ctx.with_state(|s| {
+        if let Some(e) = s.get_mut(k) {
+            e.forecaster = followed;
         }
+    });
+}
+
+impl FollowedHistory {
+    /// A forecaster for `spec` that has seen nothing yet, as of the step before `start`.
+    pub(crate) fn start(
+        spec: PredictiveSpec,
+        config: ForecastConfig,
+        start: i64,
+        step_seconds: i64,
+        stagger: usize,
+    ) -> Result<Self, mcpulse_scaler::ScalerError> {
+        Ok(Self {
+            spec,
+            forecaster: Forecaster::new(config, RefitPolicy::default())?.with_stagger(stagger),
+            end: start - step_seconds,
+        })
     }
-    let mut forecaster = Forecaster::new(config, RefitPolicy::default())?.with_stagger(stagger);
-    forecaster.observe(history)?;
-    Ok(FollowedHistory {
-        spec: spec.clone(),
-        forecaster,
-        end,
-    })
+
+    /// Whether appending the steps after its own end brings this forecaster up to `end`: the same spec,
+    /// not ahead of `end`, and a gap shorter than the history span (else the whole span is read anew).
+    pub(crate) fn continues(&self, spec: &PredictiveSpec, end: i64, span: i64) -> bool {
+        self.spec == *spec && self.end <= end && end - self.end < span
+    }
+
+    /// Appends `points` (the steps up to `end`), checks there is enough known history to forecast from,
+    /// and forecasts: the forecast, its realised error so far, and the known points of the history. A
+    /// batch with impossible values (negative, infinite) is refused whole and not counted as seen.
+    pub(crate) fn advance(
+        &mut self,
+        points: &[f64],
+        end: i64,
+        need: usize,
+    ) -> Result<(Forecast, Option<f64>, usize), String> {
+        self.forecaster.observe(points).map_err(|e| e.to_string())?;
+        self.end = end;
+        let history = self.forecaster.history();
+        let known = history.iter().filter(|v| v.is_finite()).count();
+        prediction_trustworthy(&[], known, need, TRUST_THRESHOLD).map_err(|d| d.to_string())?;
+        fill_gaps(history).map_err(|e| e.to_string())?;
+        let refit = self.forecaster.forecast().map_err(|e| e.to_string())?;
+        Ok((refit.forecast, self.forecaster.realised_mase(), known))
+    }
 }
 
 /// Puts the range answer on a regular grid from `start` to `end` (NaN where a step has no point), summing

@@ -85,6 +85,8 @@ pub fn autoscaler(spec: Value) -> McpAutoscaler {
 pub struct FakePrometheus {
     instant: Mutex<HashMap<String, Vec<Series>>>,
     range: Mutex<HashMap<String, Vec<RangeSeries>>>,
+    /// Every range query asked, with its start and end (unix seconds).
+    range_calls: Mutex<Vec<(String, f64, f64)>>,
     down: AtomicBool,
 }
 
@@ -101,6 +103,14 @@ impl FakePrometheus {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(query.to_owned(), answer);
+    }
+
+    /// The range queries asked so far: query, start, end.
+    pub fn range_calls(&self) -> Vec<(String, f64, f64)> {
+        self.range_calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every query fails as if Prometheus were unreachable.
@@ -134,17 +144,33 @@ impl MetricsSource for FakePrometheus {
     fn range<'a>(
         &'a self,
         query: &'a str,
-        _: f64,
-        _: f64,
+        start: f64,
+        end: f64,
         _: Duration,
     ) -> BoxFuture<'a, Result<Vec<RangeSeries>, KubeError>> {
         Box::pin(async move {
             self.check(query)?;
+            self.range_calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((query.to_owned(), start, end));
             let table = self.range.lock().unwrap_or_else(PoisonError::into_inner);
-            table
+            let series = table
                 .get(query)
-                .cloned()
-                .ok_or_else(|| KubeError::prometheus(query, "not in the test's table"))
+                .ok_or_else(|| KubeError::prometheus(query, "not in the test's table"))?;
+            // As Prometheus: only the points within the asked range.
+            Ok(series
+                .iter()
+                .map(|s| RangeSeries {
+                    labels: s.labels.clone(),
+                    points: s
+                        .points
+                        .iter()
+                        .copied()
+                        .filter(|(t, _)| (start..=end).contains(t))
+                        .collect(),
+                })
+                .collect())
         })
     }
 }
@@ -218,6 +244,15 @@ pub fn context_with(
     prometheus: Arc<FakePrometheus>,
     leadership: Leadership,
 ) -> (Arc<Context>, ApiServerVerifier) {
+    context_clocked(prometheus, leadership, Arc::new(now))
+}
+
+/// As [`context_with`], with a clock the test controls.
+pub fn context_clocked(
+    prometheus: Arc<FakePrometheus>,
+    leadership: Leadership,
+    clock: crate::controller::Clock,
+) -> (Arc<Context>, ApiServerVerifier) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let recorder = Recorder::new(
@@ -235,7 +270,7 @@ pub fn context_with(
         metrics,
         leadership,
         Settings::default(),
-        Arc::new(now),
+        clock,
     );
     (Arc::new(ctx), ApiServerVerifier(handle))
 }

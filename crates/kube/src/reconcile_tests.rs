@@ -526,46 +526,110 @@ fn range_answers_are_put_on_a_regular_grid() {
     );
 }
 
-#[test]
-fn a_followed_history_gains_only_the_new_steps() {
-    use crate::controller::follow;
-    use mcpulse_scaler::forecast::ForecastConfig;
-    let spec = |query: &str| -> crate::crd::PredictiveSpec {
-        serde_json::from_value(json!({"query": query, "capacityPerPod": "2"})).unwrap()
-    };
-    let config = ForecastConfig::default();
-    let step = 300;
-    let history: Vec<f64> = (0..100).map(f64::from).collect();
-    let first = follow(None, &spec("q"), config, &history, 30_000, step, 0).unwrap();
-    assert_eq!(
-        first.forecaster.history(),
-        &history[..],
-        "a first call reads it all"
+#[tokio::test]
+async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
+    use crate::fixtures::{NOW_SECS, context_clocked};
+    use crate::leader::Leadership;
+    use crate::prometheus::RangeSeries;
+    use k8s_openapi::jiff;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    let prom = Arc::new(FakePrometheus::default());
+    let query = r#"sum(rate(mcp_messages_total{namespace="agents"}[5m]))"#;
+    let points = (-576..=3)
+        .map(|i| ((NOW_SECS + i * 300) as f64, 10.0))
+        .collect();
+    prom.set_range(
+        query,
+        vec![RangeSeries {
+            labels: Default::default(),
+            points,
+        }],
     );
-
-    // Two steps later the fetched window has slid by two points; only those two are new.
-    let slid: Vec<f64> = (2..102).map(f64::from).collect();
-    let next = follow(Some(first), &spec("q"), config, &slid, 30_600, step, 0).unwrap();
-    let seen: Vec<f64> = (0..102).map(f64::from).collect();
-    assert_eq!(next.forecaster.history(), &seen[..]);
-
-    // Another query is another signal: start over from what was fetched.
-    let other = follow(Some(next), &spec("other"), config, &slid, 30_900, step, 0).unwrap();
-    assert_eq!(other.forecaster.history(), &slid[..]);
-
-    // A gap longer than the window: nothing to append to, so the fetched history replaces it.
-    let later: Vec<f64> = (500..600).map(f64::from).collect();
-    let after_gap = follow(
-        Some(other),
-        &spec("other"),
-        config,
-        &later,
-        300_000,
-        step,
-        0,
-    )
-    .unwrap();
-    assert_eq!(after_gap.forecaster.history(), &later[..]);
+    let clock_secs = Arc::new(AtomicI64::new(NOW_SECS));
+    let clock = {
+        let secs = clock_secs.clone();
+        Arc::new(move || {
+            jiff::Timestamp::from_second(secs.load(Ordering::SeqCst))
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        })
+    };
+    let (ctx, verifier) = context_clocked(prom.clone(), Leadership::fixed(true), clock);
+    let obj = autoscaler(queue_spec(json!({
+        "mode": "Floor",
+        "hpaRef": {"name": "web"},
+        "metrics": [],
+        "predictive": {"query": query, "capacityPerPod": "2", "seasonality": "None"},
+    })));
+    let hpa = |floor: i32| {
+        json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "agents"},
+            "spec": {"minReplicas": floor, "maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+        })
+    };
+    let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(2)).await;
+        v.expect(Method::GET, HPA, hpa(2)).await;
+        v.expect(Method::PATCH, &format!("{HPA}?"), hpa(5)).await;
+        v.expect(Method::POST, EVENTS, json!({})).await;
+        v.expect(Method::PATCH, STATUS, stored()).await;
+        v
+    })
+    .await;
+    // One step later: the floor is already right, and only the new step is asked for.
+    clock_secs.store(NOW_SECS + 300, Ordering::SeqCst);
+    let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(5)).await;
+        v.expect(Method::GET, HPA, hpa(5)).await;
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(
+            status["status"]["lastDecision"]["predictiveReplicas"], 5,
+            "{status}"
+        );
+        v
+    })
+    .await;
+    // Prometheus down for a step: the forecaster is kept, and the next look fetches the step it missed.
+    prom.set_down(true);
+    clock_secs.store(NOW_SECS + 600, Ordering::SeqCst);
+    let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(5)).await;
+        v.expect(Method::GET, HPA, hpa(5)).await;
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(
+            condition(&status, "PredictionActive")["status"],
+            "False",
+            "{status}"
+        );
+        v
+    })
+    .await;
+    prom.set_down(false);
+    clock_secs.store(NOW_SECS + 900, Ordering::SeqCst);
+    run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(5)).await;
+        v.expect(Method::GET, HPA, hpa(5)).await;
+        v.expect(Method::PATCH, STATUS, stored()).await;
+        v
+    })
+    .await;
+    let day = 86_400.0;
+    let now = NOW_SECS as f64;
+    let asked: Vec<(f64, f64)> = prom
+        .range_calls()
+        .into_iter()
+        .map(|(_, start, end)| (start, end))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            (now - day, now),
+            (now + 300.0, now + 300.0),
+            (now + 600.0, now + 900.0)
+        ],
+        "the whole day first, then only the steps not yet seen"
+    );
 }
 
 /// The queue model of the tests: 10 requests/s per pod over 4 workers (0.4 s each), p95 2 s, wait 0.5 s.
