@@ -158,6 +158,32 @@ impl QueueModel {
         self.fewest_pods(self.with_burst_headroom(rate), min, max)
     }
 
+    /// The rate to provision for when requests arrive at `arrival_rate` while `serving_pods` pods hold
+    /// `in_flight` requests: the arrivals, plus the backlog drained within `drain_seconds`. The backlog is
+    /// the in-flight beyond the pods' workers, grown by the arrivals their capacity cannot take for
+    /// `lead_seconds` (until pods ordered now are ready). Sizing for arrivals alone leaves a burst's backlog
+    /// to drain at the thin margin the burst headroom gives; a per-pod in-flight target instead keeps
+    /// ordering pods for a backlog that pods already on their way will drain.
+    pub fn rate_with_backlog(
+        &self,
+        arrival_rate: f64,
+        in_flight: f64,
+        serving_pods: u32,
+        lead_seconds: f64,
+        drain_seconds: f64,
+    ) -> f64 {
+        let arrival_rate = arrival_rate.max(0.0);
+        let workers = f64::from(serving_pods) * f64::from(self.concurrency);
+        let capacity = f64::from(serving_pods) * self.pod_capacity_rps;
+        let queued = (in_flight - workers).max(0.0);
+        let projected = queued + (arrival_rate - capacity).max(0.0) * lead_seconds.max(0.0);
+        if drain_seconds > 0.0 {
+            arrival_rate + projected / drain_seconds
+        } else {
+            arrival_rate
+        }
+    }
+
     /// The arrival rate behind `in_flight` requests on `serving_pods` pods, by Little's law (requests in
     /// service over the mean service time). In-flight beyond the workers is queued work: it is left to an
     /// in-flight or queue-depth target, so a saturated fleet reads as its own capacity and this estimate
@@ -334,6 +360,37 @@ mod tests {
             "a backlog reads as the fleet's own capacity"
         );
         assert_eq!(m.served_rate(-1.0, 3), 0.0);
+    }
+
+    #[test]
+    fn backlog_adds_rate_to_drain_it() {
+        let m = model();
+        // 3 pods: 12 workers, 30 requests/s. 20 in flight is 8 queued.
+        let cases: &[(f64, f64, f64, f64, f64, &str)] = &[
+            (20.0, 8.0, 60.0, 30.0, 20.0, "no queue: the arrivals"),
+            (
+                20.0,
+                20.0,
+                60.0,
+                30.0,
+                20.0 + 8.0 / 30.0,
+                "8 queued over 30 s",
+            ),
+            (
+                40.0,
+                12.0,
+                60.0,
+                30.0,
+                40.0 + 10.0 * 60.0 / 30.0,
+                "10/s beyond capacity for the 60 s lead",
+            ),
+            (20.0, 20.0, 60.0, 0.0, 20.0, "no drain time: arrivals only"),
+            (-5.0, 0.0, 60.0, 30.0, 0.0, "negative arrivals are none"),
+        ];
+        for (arrivals, in_flight, lead, drain, want, why) in cases {
+            let got = m.rate_with_backlog(*arrivals, *in_flight, 3, *lead, *drain);
+            assert!((got - want).abs() < 1e-9, "{why}: {got}");
+        }
     }
 
     #[test]

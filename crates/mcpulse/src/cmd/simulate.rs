@@ -120,7 +120,6 @@ pub fn run(args: SimulateArgs) -> Result<i32> {
         min_replicas: args.min_replicas,
         max_replicas: args.max_replicas,
         queue_target_per_pod: 0.7 * f64::from(args.pod_concurrency),
-        mcpulse_queue_target_per_pod: 2.0 * f64::from(args.pod_concurrency),
         seed: args.seed,
         ..SimConfig::default()
     };

@@ -17,8 +17,7 @@ use crate::quantity::Quantity;
 use crate::replicas::{MetricObservation, Observation, PodInfo, PodPhase, PodSample};
 use crate::sizing::QueueModel;
 use crate::spec::{
-    AutoscalerSpec, HorizontalPodAutoscalerBehavior, HpaScalingPolicy, HpaScalingPolicyType,
-    HpaScalingRules, MetricSpec, MetricTarget,
+    AutoscalerSpec, HorizontalPodAutoscalerBehavior, HpaScalingRules, MetricSpec, MetricTarget,
 };
 use crate::time::Timestamp;
 
@@ -115,20 +114,21 @@ pub struct SimConfig {
     pub max_replicas: u32,
     /// CPU utilization target, percent of request.
     pub cpu_target_percent: i32,
-    /// In-flight requests per pod target of `hpa-queue` and `mcpulse`.
+    /// In-flight requests per pod target of `hpa-queue`.
     pub queue_target_per_pod: f64,
     /// CPU utilization target of `mcpulse` (it can run hotter: the prediction brings capacity early).
     pub mcpulse_cpu_target_percent: i32,
-    /// In-flight requests per pod target of `mcpulse`.
-    pub mcpulse_queue_target_per_pod: f64,
     /// Margin added to the predicted load before the predictive half sizes the fleet for it: the
     /// prediction is turned into the fewest pods that meet the SLO (the same queue model the oracle uses,
     /// applied to the forecast instead of the future), so the margin covers forecast error only.
     pub predictive_headroom: f64,
     /// Standard deviations of one tick's Poisson arrivals `mcpulse` adds to an estimated rate (the
-    /// headroom-raised forecast, or the rate read from the latest in-flight sample) before sizing the fleet
+    /// headroom-raised forecast, or the arrival rate of the latest scrape interval) before sizing the fleet
     /// with the queue model, so it meets the SLO in the noisy ticks and not only at the mean rate.
     pub mcpulse_noise_sigmas: f64,
+    /// `mcpulse` provisions for the projected backlog to drain within this, on top of the arrivals.
+    #[serde(serialize_with = "as_secs")]
+    pub mcpulse_backlog_drain: Duration,
     /// SLO on p95 latency, seconds.
     pub slo_p95_seconds: f64,
     /// SLO on mean queue wait, seconds.
@@ -140,9 +140,6 @@ pub struct SimConfig {
     /// Step of the series the predictor sees; `None` takes the trace step, at least one minute.
     #[serde(serialize_with = "as_opt_secs")]
     pub forecast_step: Option<Duration>,
-    /// `mcpulse` may at most double (or add 4 pods) per this period; `None` takes the start-up time.
-    #[serde(serialize_with = "as_opt_secs")]
-    pub mcpulse_scale_up_period: Option<Duration>,
     /// `mcpulse` scale-down stabilization window.
     #[serde(serialize_with = "as_secs")]
     pub mcpulse_scale_down_window: Duration,
@@ -168,20 +165,19 @@ impl Default for SimConfig {
             // Hotter than upstream's 70: the queue-model metrics (forecast and in-flight sample, sized for
             // the noisy ticks) carry the SLO headroom, so CPU is only the backstop for what they miss.
             mcpulse_cpu_target_percent: 80,
-            // Twice the workers: it reacts to real queueing only, where a lower target over-scales on
-            // the backlog of a burst (measured on the example traces).
-            mcpulse_queue_target_per_pod: 8.0,
             predictive_headroom: 0.1,
-            // Beyond the expected busiest of a sync period's ticks, so the count read from one noisy sample
-            // still covers the next ones (measured on the example traces: 2 leaves more violations,
-            // 3 over-provisions the small fleets).
-            mcpulse_noise_sigmas: 2.5,
+            // The rate is estimated from one scrape interval (3 ticks) and must cover the busiest of the
+            // next ticks: 2.5 standard deviations of a tick's noise plus the estimate's own, sqrt(1 + 1/3)
+            // times larger, is about 3 (measured on the example traces: 2.5 leaves more violations, 3.5
+            // over-provisions the small fleets).
+            mcpulse_noise_sigmas: 3.0,
+            // The queue timeout at the defaults: a request waiting longer is dropped anyway.
+            mcpulse_backlog_drain: Duration::from_secs(30),
             slo_p95_seconds: 2.0,
             slo_queue_wait_seconds: 0.5,
             queue_timeout_seconds: 30.0,
             forecast_error_threshold: 0.3,
             forecast_step: None,
-            mcpulse_scale_up_period: None,
             // One start-up time at the defaults. The window guards against dropping pods shortly before they
             // are needed again; the forecast metric already holds capacity for the coming lead time and the
             // in-flight sample no longer echoes a drained backlog, so a longer hold mostly pays for idle
@@ -300,16 +296,19 @@ impl SimConfig {
                 self.mcpulse_cpu_target_percent
             ),
         )?;
-        for (field, v) in [
-            ("queue-target", self.queue_target_per_pod),
-            ("mcpulse-queue-target", self.mcpulse_queue_target_per_pod),
-        ] {
-            check(
-                finite_pos(v) && v <= 1e6,
-                field,
-                format!("must be in (0, 1e6], got {v}"),
-            )?;
-        }
+        check(
+            finite_pos(self.queue_target_per_pod) && self.queue_target_per_pod <= 1e6,
+            "queue-target",
+            format!("must be in (0, 1e6], got {}", self.queue_target_per_pod),
+        )?;
+        check(
+            self.mcpulse_backlog_drain <= Duration::from_secs(3600),
+            "mcpulse-backlog-drain",
+            format!(
+                "must be at most an hour, got {:?}",
+                self.mcpulse_backlog_drain
+            ),
+        )?;
         check(
             (0.0..=10.0).contains(&self.predictive_headroom),
             "predictive-headroom",
@@ -394,14 +393,6 @@ impl SimConfig {
         usize::try_from(86_400_000 / step).unwrap_or(1).max(1)
     }
 
-    /// The `mcpulse` scale-up period: the pod start-up time, within what the API accepts.
-    fn scale_up_period(&self) -> i32 {
-        let period = self.mcpulse_scale_up_period.unwrap_or(self.startup);
-        i32::try_from(period.as_secs())
-            .unwrap_or(1800)
-            .clamp(15, 1800)
-    }
-
     fn spec(&self, kind: PolicyKind) -> Result<Option<AutoscalerSpec>, SimError> {
         let cpu = MetricSpec::resource_utilization("cpu", self.cpu_target_percent);
         let inflight = MetricSpec::pods_average(
@@ -416,43 +407,27 @@ impl SimConfig {
                 // Last, so a zero prediction (switched off) never displaces a reactive proposal.
                 vec![
                     MetricSpec::resource_utilization("cpu", self.mcpulse_cpu_target_percent),
-                    MetricSpec::pods_average(
-                        "inflight_requests",
-                        Quantity::from_f64(self.mcpulse_queue_target_per_pod)?,
-                    ),
                     // The value is already a replica count, so one unit per pod.
                     MetricSpec::external(
                         "predicted_replicas",
                         MetricTarget::average_value(Quantity::from_units(1)),
                     ),
-                    // The same queue-model sizing applied to the rate read from the latest in-flight
-                    // sample: reacts within one scrape, with headroom a small fleet needs and CPU lacks.
+                    // The same queue-model sizing applied to the arrival rate of the latest scrape
+                    // interval plus its backlog: reacts within one scrape, with the headroom a small
+                    // fleet needs and CPU lacks. No per-pod in-flight target: it kept ordering pods for
+                    // a backlog that pods already starting would drain.
                     MetricSpec::external(
-                        "gauge_replicas",
+                        "arrival_replicas",
                         MetricTarget::average_value(Quantity::from_units(1)),
                     ),
                 ]
             }
         };
         let behavior = match kind {
+            // Upstream scale-up (double or add 4 pods per 15 s): the arrival sizing asks for the count the
+            // rate needs in one step, so a slower policy only delays it.
             PolicyKind::Mcpulse => HorizontalPodAutoscalerBehavior {
-                // At most double (or add 4) per start-up time: pods ordered before the last batch is ready
-                // are chasing a backlog the batch will drain, which sent the default policy to max.
-                scale_up: Some(HpaScalingRules {
-                    policies: Some(vec![
-                        HpaScalingPolicy {
-                            type_: HpaScalingPolicyType::Percent,
-                            value: 100,
-                            period_seconds: self.scale_up_period(),
-                        },
-                        HpaScalingPolicy {
-                            type_: HpaScalingPolicyType::Pods,
-                            value: 4,
-                            period_seconds: self.scale_up_period(),
-                        },
-                    ]),
-                    ..HpaScalingRules::default()
-                }),
+                scale_up: None,
                 scale_down: Some(HpaScalingRules {
                     stabilization_window_seconds: Some(
                         i32::try_from(self.mcpulse_scale_down_window.as_secs()).unwrap_or(3600),
@@ -754,6 +729,35 @@ fn gauge_total(run: &Run, clock: &Clock, now: i64) -> Option<(f64, usize)> {
     Some((per_pod * serving as f64, serving))
 }
 
+/// `mcpulse`'s arrival metric at `now`: the fewest pods for the arrival rate of the latest scraped interval
+/// (a request counter's rate) plus its backlog, read from the in-flight gauge of the same scrape; 0 (no
+/// opinion) before the first scrape.
+fn arrival_replicas(
+    run: &Run,
+    arrivals: &[f64],
+    clock: &Clock,
+    now: i64,
+    config: &SimConfig,
+) -> f64 {
+    let queue = config.deployment().queue;
+    let Some(per_tick) = window_mean(arrivals, clock.scraped_at(now), clock.scrape, clock.tick)
+    else {
+        return 0.0;
+    };
+    let arrival_rate = per_tick / (clock.tick as f64 / 1000.0);
+    let rate = match gauge_total(run, clock, now) {
+        Some((in_flight, serving)) => queue.rate_with_backlog(
+            arrival_rate,
+            in_flight,
+            u32::try_from(serving).unwrap_or(u32::MAX),
+            clock.startup as f64 / 1000.0,
+            config.mcpulse_backlog_drain.as_secs_f64(),
+        ),
+        None => arrival_rate,
+    };
+    f64::from(queue.pods_with_headroom(rate, config.min_replicas, config.max_replicas))
+}
+
 /// Whether a pod ready at `ready_at` served through the whole tick sampled at `scraped`: a pod that was not yet
 /// serving held none of that tick's in-flight requests, so it reports no gauge sample.
 fn served_sampled_tick(ready_at: i64, clock: &Clock, scraped: i64) -> bool {
@@ -767,14 +771,6 @@ fn observe(
     external: [f64; 2],
 ) -> Result<Observation, SimError> {
     let scraped = clock.scraped_at(now);
-    let cpu = window_mean(&run.cpu, scraped, clock.window, clock.tick);
-    // In flight is a gauge: `mcpulse` reads its latest scraped sample (same scrape and delay) instead of
-    // averaging it like a counter rate. A mean over the rate window keeps reporting a backlog for a minute
-    // after it has drained, which ordered pods long after the need had passed. The HPA policies keep
-    // the upstream adapter's averaged view.
-    let gauge = run.kind == PolicyKind::Mcpulse;
-    let inflight_window = if gauge { clock.tick } else { clock.window };
-    let inflight = window_mean(&run.inflight, scraped, inflight_window, clock.tick);
     let mut pods = Vec::with_capacity(run.pods.len());
     let mut cpu_samples = Vec::new();
     let mut inflight_samples = Vec::new();
@@ -788,25 +784,28 @@ fn observe(
                 r.last_transition_time = clock.abs(ready_at);
             }
             pods.push(info);
-            // A pod reports only once it has served through a scrape.
-            if ready_at <= scraped {
-                let sample = |v: f64| -> Result<PodSample, SimError> {
+            // A pod's series covers only the time it served, and it reports once it has served through a
+            // whole tick before the scrape. All serving pods share the load alike, so a pod's sample is the
+            // per-pod value averaged over the part of the window it served: a pod that joined mid-window
+            // does not report the backlog of the ticks before it joined.
+            if served_sampled_tick(ready_at, clock, scraped) {
+                let served = scraped - ready_at;
+                let sample = |v: f64, window: i64| -> Result<PodSample, SimError> {
                     Ok(PodSample {
                         pod: name.clone(),
                         value: Quantity::from_f64(v)?,
                         timestamp: clock.abs(scraped),
-                        window: Duration::from_millis(u64::try_from(clock.window).unwrap_or(0)),
+                        window: Duration::from_millis(u64::try_from(window).unwrap_or(0)),
                     })
                 };
-                if let Some(c) = cpu {
-                    cpu_samples.push(sample(c)?);
+                let window = clock.window.min(served);
+                if let Some(c) = window_mean(&run.cpu, scraped, window, clock.tick) {
+                    cpu_samples.push(sample(c, window)?);
                 }
-                // A gauge sample is the pod's own count at that instant: a pod that was not yet serving
-                // through the sampled tick held none of that tick's in-flight requests, so it does not
-                // report the per-pod value of the pods that did (which would multiply the backlog).
-                let served_sample = !gauge || served_sampled_tick(ready_at, clock, scraped);
-                if let (Some(q), true) = (inflight, served_sample) {
-                    inflight_samples.push(sample(q)?);
+                // `hpa-queue` reads in flight as the upstream adapter serves it: averaged over the rate
+                // window like a counter. (`mcpulse` reads the latest sample instead, see `gauge_total`.)
+                if let Some(q) = window_mean(&run.inflight, scraped, window, clock.tick) {
+                    inflight_samples.push(sample(q, window)?);
                 }
             }
         } else {
@@ -832,7 +831,6 @@ fn observe(
         PolicyKind::HpaQueue => vec![inflight_obs],
         PolicyKind::Mcpulse => vec![
             cpu_obs,
-            inflight_obs,
             MetricObservation::External {
                 values: vec![Quantity::from_f64(external[0])?],
             },
@@ -1001,18 +999,12 @@ pub fn simulate(
                     };
                     run.syncs += 1;
                     run.active_syncs += u64::from(active);
-                    let gauge = (run.kind == PolicyKind::Mcpulse)
-                        .then(|| gauge_total(run, &clock, now))
-                        .flatten();
-                    let gauge_pods = match gauge {
-                        Some((in_flight, serving)) => {
-                            let serving = u32::try_from(serving).unwrap_or(u32::MAX);
-                            let rate = queue.served_rate(in_flight, serving);
-                            f64::from(queue.pods_with_headroom(rate, min, max))
-                        }
-                        None => 0.0,
+                    let arrival_pods = if run.kind == PolicyKind::Mcpulse {
+                        arrival_replicas(run, &arrivals, &clock, now, config)
+                    } else {
+                        0.0
                     };
-                    let obs = observe(run, &clock, now, [predicted, gauge_pods])?;
+                    let obs = observe(run, &clock, now, [predicted, arrival_pods])?;
                     if let Some(scaler) = run.scaler.as_mut() {
                         let decision = scaler.decide(&obs, clock.abs(now))?;
                         let desired =
@@ -1213,6 +1205,37 @@ mod tests {
         assert!(
             gauge_total(&run, &clock, 15_000).is_none(),
             "nothing scraped before the first tick ends"
+        );
+    }
+
+    #[test]
+    fn a_pod_joining_mid_window_reports_only_the_ticks_it_served() {
+        let clock = Clock {
+            start: Timestamp::from_millis(0),
+            tick: 5000,
+            startup: 60_000,
+            scrape: 15_000,
+            window: 60_000,
+            delay: 15_000,
+        };
+        // Twelve ticks (0..60 s): 10 in flight per pod during a backlog, then 1 for the last three.
+        let mut inflight = vec![10.0; 9];
+        inflight.extend([1.0; 3]);
+        // The old pod served the whole window; the new one became ready at 45 s.
+        let mut run = run_with(&[-120_000, -15_000], inflight);
+        run.kind = PolicyKind::HpaQueue;
+        let obs = observe(&run, &clock, 75_000, [0.0, 0.0]).expect("observes");
+        let MetricObservation::Pods { samples } = &obs.metrics[0] else {
+            panic!("hpa-queue observes in flight per pod: {:?}", obs.metrics);
+        };
+        let got: Vec<(&str, i64)> = samples
+            .iter()
+            .map(|s| (s.pod.as_str(), s.value.milli()))
+            .collect();
+        assert_eq!(
+            got,
+            [("pod-0", 7750), ("pod-1", 1000)],
+            "the old pod averages the window (93 / 12); the new one only its own three ticks"
         );
     }
 
