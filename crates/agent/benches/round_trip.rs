@@ -3,10 +3,11 @@
 //! TCP connection per request), through rmcp with a pooled HTTP client, and as a raw HTTP/1.1 POST on
 //! one kept-alive connection, which separates rmcp's client overhead from the server's.
 //!
-//! The agents run on their own multi-threaded runtime, as the binary runs them; the clients run on a
-//! single-threaded one, as a separate client process with one connection would, so the agents' tasks and
-//! the clients' never share (or steal) a worker. `rmcp_pooled_shared_runtime` is the pooled rmcp client on
-//! the agents' runtime, for comparison.
+//! The agents are driven by their own multi-threaded runtime, as the binary drives them, and serve MCP
+//! connections on their connection threads (one single-threaded runtime each); the clients run on a
+//! single-threaded runtime, as a separate client process with one connection would, so the agents' tasks
+//! and the clients' never share a thread. `rmcp_pooled_shared_runtime` is the pooled rmcp client on the
+//! runtime that drives the agents (their acceptor and metrics listener), for comparison.
 
 use std::net::SocketAddr;
 

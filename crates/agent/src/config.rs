@@ -16,6 +16,9 @@ pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_WORKERS: usize = 4096;
 /// Most calls that may wait for a worker.
 pub const MAX_QUEUE: usize = 1_000_000;
+/// Most connection threads: one per core is the point, and past a few hundred threads only add
+/// memory and scheduling.
+pub const MAX_IO_THREADS: usize = 256;
 
 /// What one `work` call costs when its arguments leave a field out.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,6 +96,10 @@ pub struct AgentConfig {
     pub workers: usize,
     /// Calls that may wait for a worker; one more fails fast with a saturation error.
     pub max_queue: usize,
+    /// Threads serving MCP connections, each on a single-threaded runtime of its own: a connection
+    /// and every task its requests spawn stay on one thread, with no cross-thread wake-ups per call.
+    /// Each accepted connection goes to the thread with the fewest open connections.
+    pub io_threads: usize,
     /// `None` runs without a registry.
     pub registration: Option<RegistrationConfig>,
     /// How long shutdown waits for in-flight calls before it cuts them off.
@@ -105,8 +112,8 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults: the CLI's addresses, zero cost, one worker per CPU, a queue of 64 per worker,
-    /// no registry, a 30 s drain and stateful sessions.
+    /// Defaults: the CLI's addresses, zero cost, one worker and one connection thread per CPU, a
+    /// queue of 64 per worker, no registry, a 30 s drain and stateful sessions.
     pub fn new(listen: SocketAddr, metrics_listen: SocketAddr) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
@@ -118,6 +125,7 @@ impl AgentConfig {
             seed: 0,
             workers,
             max_queue: workers * 64,
+            io_threads: workers,
             registration: None,
             drain_timeout: Duration::from_secs(30),
             stateless: false,
@@ -140,6 +148,15 @@ impl AgentConfig {
             return Err(AgentError::config(
                 "--workers",
                 format!("is {}; use 1 to {MAX_WORKERS}", self.workers),
+            ));
+        }
+        if !(1..=MAX_IO_THREADS).contains(&self.io_threads) {
+            return Err(AgentError::config(
+                "--io-threads",
+                format!(
+                    "is {}; use 1 to {MAX_IO_THREADS} (one per CPU core is plenty)",
+                    self.io_threads
+                ),
             ));
         }
         if self.max_queue > MAX_QUEUE {
@@ -308,7 +325,7 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         type Edit = fn(&mut AgentConfig);
-        let cases: [(Edit, Option<&str>, &str); 12] = [
+        let cases: [(Edit, Option<&str>, &str); 14] = [
             (|_| {}, None, "defaults are valid"),
             (
                 |c| c.defaults.cpu_ms = MAX_CPU_MS + 1,
@@ -339,6 +356,16 @@ mod tests {
                 |c| c.workers = 0,
                 Some("--workers"),
                 "no worker could ever run a call",
+            ),
+            (
+                |c| c.io_threads = 0,
+                Some("--io-threads"),
+                "no thread could ever serve a connection",
+            ),
+            (
+                |c| c.io_threads = MAX_IO_THREADS + 1,
+                Some("--io-threads"),
+                "more threads than any machine has cores for",
             ),
             (
                 |c| c.max_queue = MAX_QUEUE + 1,

@@ -11,6 +11,7 @@ mod http;
 mod pool;
 mod registration;
 mod server;
+mod threads;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    AgentConfig, CostDefaults, MAX_CPU_MS, MAX_QUEUE, MAX_RESPONSE_BYTES, MAX_SLEEP_MS,
-    MAX_WORKERS, RegistrationConfig,
+    AgentConfig, CostDefaults, MAX_CPU_MS, MAX_IO_THREADS, MAX_QUEUE, MAX_RESPONSE_BYTES,
+    MAX_SLEEP_MS, MAX_WORKERS, RegistrationConfig,
 };
 pub use error::AgentError;
 pub use server::{EchoArgs, SATURATED_CODE, WorkArgs};
@@ -43,6 +44,7 @@ use crate::http::{Admin, Gate, Phase};
 use crate::pool::{FaultDice, Pool};
 use crate::registration::Registrar;
 use crate::server::{Agent, Shared};
+use crate::threads::ConnectionThreads;
 
 /// The addresses the agent actually listens on (port 0 in the configuration becomes a real port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +55,8 @@ pub struct Bound {
     pub metrics: SocketAddr,
 }
 
-/// How long the MCP listener gets to close its connections once sessions are cancelled.
+/// How long the connection threads give MCP connections to close once sessions are cancelled,
+/// before cutting them off.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves until `shutdown` completes, then drains: `/readyz` fails, the instance is deregistered,
@@ -94,6 +97,9 @@ pub async fn run(
     let phase = Arc::new(Phase::default());
 
     let sessions = CancellationToken::new();
+    // The connection threads outlive any runtime: whichever way this function ends (an error, or its
+    // future dropped), they must stop serving and drain.
+    let _stop_connection_threads = sessions.clone().drop_guard();
     let mcp_app = mcp_router(config.stateless, shared, sessions.child_token())
         // Once draining, turns away requests that would start new work; tracks answers in flight.
         .layer(middleware::from_fn_with_state(
@@ -109,9 +115,20 @@ pub async fn run(
         phase: Arc::clone(&phase),
     });
 
-    let mut mcp_task = serve("MCP", mcp_listener, mcp_app, sessions.clone());
+    let connection_threads =
+        ConnectionThreads::start(config.io_threads, &mcp_app, &sessions, CLOSE_GRACE).map_err(
+            |source| AgentError::Serve {
+                what: "MCP",
+                source,
+            },
+        )?;
+    let mut mcp_task = tokio::spawn(threads::serve(
+        mcp_listener,
+        connection_threads,
+        sessions.clone(),
+    ));
     let admin_stop = CancellationToken::new();
-    let mut admin_task = serve("metrics", admin_listener, admin_app, admin_stop.clone());
+    let mut admin_task = serve_admin(admin_listener, admin_app, admin_stop.clone());
 
     let registration_stop = CancellationToken::new();
     let registration = match &config.registration {
@@ -152,14 +169,8 @@ pub async fn run(
         tracing::warn!(timeout = ?config.drain_timeout, "drain timeout reached; cutting off in-flight requests");
     }
     sessions.cancel();
-    let mcp_result = match tokio::time::timeout(CLOSE_GRACE, &mut mcp_task).await {
-        Ok(result) => stopped("MCP", result),
-        Err(_) => {
-            // Connections still open after their sessions were cancelled are idle clients.
-            mcp_task.abort();
-            Ok(())
-        }
-    };
+    // Bounded: each connection thread cuts off what is still open after CLOSE_GRACE.
+    let mcp_result = stopped("MCP", mcp_task.await);
     admin_stop.cancel();
     let admin_result = stopped("metrics", admin_task.await);
     tracing::info!(took = ?drain_started.elapsed(), "agent drained");
@@ -203,8 +214,8 @@ fn local_addr(what: &'static str, listener: &TcpListener) -> Result<SocketAddr, 
         .map_err(|source| AgentError::Serve { what, source })
 }
 
-fn serve(
-    what: &'static str,
+/// Serves the metrics listener on the caller's runtime: scrapes are rare, so its latency matters little.
+fn serve_admin(
     listener: TcpListener,
     app: Router,
     stop: CancellationToken,
@@ -220,7 +231,10 @@ fn serve(
         axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
-            .map_err(|source| AgentError::Serve { what, source })
+            .map_err(|source| AgentError::Serve {
+                what: "metrics",
+                source,
+            })
     })
 }
 

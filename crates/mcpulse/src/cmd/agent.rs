@@ -105,6 +105,10 @@ pub struct AgentArgs {
     /// Calls that may wait for a worker [default: 64 per worker]
     #[arg(long, env = "MCPULSE_AGENT_MAX_QUEUE")]
     max_queue: Option<usize>,
+    /// Threads serving MCP connections, each with its own single-threaded runtime that a connection
+    /// stays on (no cross-thread wake-ups per request) [default: number of CPUs]
+    #[arg(long, env = "MCPULSE_AGENT_IO_THREADS", value_name = "N")]
+    io_threads: Option<usize>,
     /// Serve stateless streamable HTTP: no sessions, every POST answered on its own, plain calls as one
     /// JSON body instead of an event stream. Any replica can answer any request, so a fleet scales behind
     /// a plain load balancer without session affinity; in exchange the agent can never reach a client on
@@ -142,6 +146,9 @@ impl AgentArgs {
         }
         if let Some(max_queue) = self.max_queue {
             config.max_queue = max_queue;
+        }
+        if let Some(io_threads) = self.io_threads {
+            config.io_threads = io_threads;
         }
         config.drain_timeout = self.drain_timeout;
         config.stateless = self.stateless;
@@ -249,13 +256,18 @@ mod tests {
     #[test]
     fn bad_values_name_the_flag() {
         // (args, flag the error must name, reason)
-        let cases: [(&[&str], &str, &str); 3] = [
+        let cases: [(&[&str], &str, &str); 4] = [
             (
                 &["--error-rate", "1.5"],
                 "--error-rate",
                 "a probability above 1",
             ),
             (&["--label", "nokey"], "--label", "a label without '='"),
+            (
+                &["--io-threads", "0"],
+                "--io-threads",
+                "no thread to serve connections",
+            ),
             (
                 &["--token", "t"],
                 "--registry",
