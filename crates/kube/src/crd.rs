@@ -79,9 +79,9 @@ pub struct McpAutoscalerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictive: Option<PredictiveSpec>,
     /// Size the fleet by queueing: the fewest pods whose p95 latency and mean queue wait meet their
-    /// objectives. When set, every sync also sizes the fleet for the request rate read from the pods'
-    /// requests in flight (`mcp_requests_in_flight`, by Little's law), as one more metric; and a forecast
-    /// without `capacityPerPod` is sized the same way.
+    /// objectives. When set, every sync also sizes the fleet for the pods' arrival rate
+    /// (`mcp_messages_total` requests) plus their backlog (`mcp_requests_in_flight` beyond the workers),
+    /// as one more metric; and a forecast without `capacityPerPod` is sized the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_model: Option<QueueModelSpec>,
 }
@@ -279,10 +279,46 @@ pub struct QueueModelSpec {
     #[serde(default = "default_burst_window")]
     #[schemars(range(min = 1, max = 3600))]
     pub burst_window_seconds: i32,
+    /// Window of the arrival rate (`rate(mcp_messages_total[...])`): short reacts sooner, but must hold
+    /// at least two scrapes.
+    #[serde(default = "default_rate_window")]
+    #[schemars(range(min = 10, max = 3600))]
+    pub rate_window_seconds: i32,
+    /// Seconds from ordering a pod to it serving: a backlog grows this long before new pods help.
+    #[serde(default = "default_pod_startup")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub pod_startup_seconds: i32,
+    /// A backlog (requests beyond the workers, and those it will gain until new pods are ready) is
+    /// provisioned to drain within this, on top of the arrivals.
+    #[serde(default = "default_backlog_drain")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub backlog_drain_seconds: i32,
 }
 
 fn default_burst_window() -> i32 {
     15
+}
+
+fn default_rate_window() -> i32 {
+    30
+}
+
+fn default_pod_startup() -> i32 {
+    60
+}
+
+fn default_backlog_drain() -> i32 {
+    30
+}
+
+/// The queue model with what the sizing metric needs beyond it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueSizing {
+    pub model: QueueModel,
+    pub max_pods: u32,
+    pub rate_window_seconds: u32,
+    pub lead_seconds: f64,
+    pub drain_seconds: f64,
 }
 
 const MAX_OBJECTIVE_MILLISECONDS: i32 = 600_000;
@@ -308,6 +344,9 @@ impl QueueModelSpec {
                 1..=MAX_OBJECTIVE_MILLISECONDS,
             ),
             ("burstWindowSeconds", self.burst_window_seconds, 1..=3600),
+            ("rateWindowSeconds", self.rate_window_seconds, 10..=3600),
+            ("podStartupSeconds", self.pod_startup_seconds, 0..=3600),
+            ("backlogDrainSeconds", self.backlog_drain_seconds, 1..=3600),
         ] {
             if !range.contains(&v) {
                 return Err(KubeError::spec(
@@ -330,6 +369,17 @@ impl QueueModelSpec {
         };
         model.validate(field).map_err(engine_spec_error)?;
         Ok(model)
+    }
+
+    /// The checked model with the metric's settings, for a fleet of at most `max_pods`.
+    pub fn sizing(&self, max_pods: u32) -> Result<QueueSizing, KubeError> {
+        Ok(QueueSizing {
+            model: self.model()?,
+            max_pods,
+            rate_window_seconds: self.rate_window_seconds.unsigned_abs(),
+            lead_seconds: f64::from(self.pod_startup_seconds),
+            drain_seconds: f64::from(self.backlog_drain_seconds),
+        })
     }
 }
 
@@ -399,9 +449,9 @@ pub enum MetricPlan {
     PerPod { metric: &'static str },
     /// A PromQL expression whose series are summed.
     PromQl { query: String },
-    /// Pods for the request rate behind the ready pods' requests in flight, by the queue model; the
-    /// count is the metric's value, against a target of one per pod.
-    QueueModel { model: QueueModel, max_pods: u32 },
+    /// Pods for the pods' arrival rate plus their backlog (in flight beyond the workers), by the queue
+    /// model; the count is the metric's value, against a target of one per pod.
+    QueueModel(QueueSizing),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,7 +508,7 @@ impl McpAutoscalerSpec {
         let queue_model = self
             .queue_model
             .as_ref()
-            .map(QueueModelSpec::model)
+            .map(|q| q.sizing(self.max_replicas.unsigned_abs()))
             .transpose()?;
         if let Some(p) = &self.predictive {
             p.check()?;
@@ -499,16 +549,13 @@ impl McpAutoscalerSpec {
                 ));
             }
         }
-        if let Some(model) = queue_model {
+        if let Some(sizing) = queue_model {
             // The value is already a pod count, so one unit per pod.
             engine_metrics.push(MetricSpec::external(
                 QUEUE_MODEL_METRIC,
                 MetricTarget::average_value(Quantity::from_units(1)),
             ));
-            plans.push(MetricPlan::QueueModel {
-                model,
-                max_pods: self.max_replicas.unsigned_abs(),
-            });
+            plans.push(MetricPlan::QueueModel(sizing));
         }
         let engine = AutoscalerSpec {
             min_replicas: Some(self.min_replicas),

@@ -10,13 +10,17 @@ use mcpulse_scaler::{
     ReadyCondition, Timestamp,
 };
 
-use mcpulse_scaler::sizing::QueueModel;
-
-use crate::crd::{IN_FLIGHT_METRIC, MetricPlan, ResourceKind};
+use crate::crd::{IN_FLIGHT_METRIC, MetricPlan, QueueSizing, ResourceKind};
 use crate::prometheus::{Series, escape_label};
 
 /// The rate window of the CPU query, also the window its samples cover.
 pub const CPU_RATE_WINDOW: Duration = Duration::from_secs(120);
+/// The meter's message counter; its client-to-server requests are the arrivals.
+pub const REQUESTS_METRIC: &str = "mcp_messages_total";
+/// The label telling the queue-model query's two signals apart, and its values.
+const SIGNAL_LABEL: &str = "signal";
+const IN_FLIGHT_SIGNAL: &str = "in_flight";
+const ARRIVALS_SIGNAL: &str = "arrivals";
 /// The gauge of active MCP sessions per pod, used to order scale-in.
 pub const SESSIONS_METRIC: &str = "mcp_server_sessions_active";
 
@@ -121,7 +125,22 @@ pub fn queries(plan: &MetricPlan, namespace: &str) -> MetricQueries {
             }
         }
         MetricPlan::PerPod { metric } => per_pod_gauge(metric, &ns),
-        MetricPlan::QueueModel { .. } => per_pod_gauge(IN_FLIGHT_METRIC, &ns),
+        MetricPlan::QueueModel(sizing) => {
+            // One query for both signals, told apart by a `signal` label, so the metric is fetched,
+            // checked for staleness and reported like any other.
+            let in_flight = per_pod_gauge(IN_FLIGHT_METRIC, &ns);
+            let arrivals = format!(
+                r#"sum by (pod) (rate({REQUESTS_METRIC}{{namespace="{ns}",direction="client_to_server",kind="request"}}[{}s]))"#,
+                sizing.rate_window_seconds
+            );
+            MetricQueries {
+                value: format!(
+                    r#"label_replace({}, "{SIGNAL_LABEL}", "{IN_FLIGHT_SIGNAL}", "", "") or label_replace({arrivals}, "{SIGNAL_LABEL}", "{ARRIVALS_SIGNAL}", "", "")"#,
+                    in_flight.value
+                ),
+                freshness: in_flight.freshness,
+            }
+        }
         MetricPlan::PromQl { query } => MetricQueries {
             value: query.clone(),
             freshness: None,
@@ -245,10 +264,21 @@ pub fn metric_observation(
             Ok(samples) => MetricObservation::Pods { samples },
             Err(reason) => unavailable(reason),
         },
-        MetricPlan::QueueModel { model, max_pods } => {
-            match per_pod_samples(series, pods, now, Duration::ZERO) {
-                Ok(samples) => queue_model_observation(model, *max_pods, &samples, pods),
-                Err(reason) => unavailable(reason),
+        MetricPlan::QueueModel(sizing) => {
+            let of = |signal: &str| -> Vec<Series> {
+                series
+                    .iter()
+                    .filter(|s| s.labels.get(SIGNAL_LABEL).map(String::as_str) == Some(signal))
+                    .cloned()
+                    .collect()
+            };
+            let in_flight = per_pod_samples(&of(IN_FLIGHT_SIGNAL), pods, now, Duration::ZERO);
+            let arrivals = per_pod_samples(&of(ARRIVALS_SIGNAL), pods, now, Duration::ZERO);
+            match (in_flight, arrivals) {
+                (Ok(in_flight), Ok(arrivals)) => {
+                    queue_model_observation(sizing, &in_flight, &arrivals, pods)
+                }
+                (Err(reason), _) | (_, Err(reason)) => unavailable(reason),
             }
         }
         MetricPlan::PromQl { .. } => {
@@ -273,14 +303,15 @@ pub fn metric_observation(
     }
 }
 
-/// The queue model's pod count for the request rate behind the in-flight samples of the ready pods.
-/// Pods still starting (or not yet scraped) serve nothing, so they count neither in the rate nor as
-/// serving; with no ready pod reporting, the metric is unavailable rather than zero, so it never drives a
-/// scale-down on missing data.
+/// The queue model's pod count for the pods' arrival rate plus the backlog of the ready pods. Pods still
+/// starting (or not yet scraped) serve nothing, so they count neither in the backlog nor as serving; with
+/// no ready pod reporting in flight, the metric is unavailable rather than zero, so it never drives a
+/// scale-down on missing data. Without an arrival rate (a meter too old to count requests, or a first
+/// scrape), the rate served is read from in flight by Little's law instead.
 fn queue_model_observation(
-    model: &QueueModel,
-    max_pods: u32,
-    samples: &[PodSample],
+    sizing: &QueueSizing,
+    in_flight: &[PodSample],
+    arrivals: &[PodSample],
     pods: &[PodView],
 ) -> MetricObservation {
     let ready: BTreeSet<&str> = pods
@@ -294,7 +325,7 @@ fn queue_model_observation(
         })
         .map(|p| p.info.name.as_str())
         .collect();
-    let serving: Vec<f64> = samples
+    let serving: Vec<f64> = in_flight
         .iter()
         .filter(|s| ready.contains(s.pod.as_str()))
         .map(|s| s.value.as_f64())
@@ -304,10 +335,22 @@ fn queue_model_observation(
             reason: format!("no ready pod reports {IN_FLIGHT_METRIC}"),
         };
     }
-    let in_flight: f64 = serving.iter().sum();
+    let model = &sizing.model;
+    let total_in_flight: f64 = serving.iter().sum();
     let serving_pods = u32::try_from(serving.len()).unwrap_or(u32::MAX);
-    let rate = model.served_rate(in_flight, serving_pods);
-    let pods = model.pods_with_headroom(rate, 1, max_pods.max(1));
+    let rate = if arrivals.is_empty() {
+        model.served_rate(total_in_flight, serving_pods)
+    } else {
+        let arrival_rate: f64 = arrivals.iter().map(|s| s.value.as_f64()).sum();
+        model.rate_with_backlog(
+            arrival_rate,
+            total_in_flight,
+            serving_pods,
+            sizing.lead_seconds,
+            sizing.drain_seconds,
+        )
+    };
+    let pods = model.pods_with_headroom(rate, 1, sizing.max_pods.max(1));
     MetricObservation::External {
         values: vec![Quantity::from_units(i64::from(pods))],
     }
@@ -554,48 +597,78 @@ mod tests {
         );
     }
 
-    fn queue_model() -> QueueModel {
-        QueueModel {
-            pod_capacity_rps: 10.0,
-            concurrency: 4,
-            latency_p95_seconds: 2.0,
-            queue_wait_seconds: 0.5,
-            burst_window_seconds: 15.0,
-            burst_sigmas: mcpulse_scaler::sizing::DEFAULT_BURST_SIGMAS,
+    fn sizing() -> QueueSizing {
+        QueueSizing {
+            model: mcpulse_scaler::sizing::QueueModel {
+                pod_capacity_rps: 10.0,
+                concurrency: 4,
+                latency_p95_seconds: 2.0,
+                queue_wait_seconds: 0.5,
+                burst_window_seconds: 15.0,
+                burst_sigmas: mcpulse_scaler::sizing::DEFAULT_BURST_SIGMAS,
+            },
+            max_pods: 50,
+            rate_window_seconds: 30,
+            lead_seconds: 60.0,
+            drain_seconds: 30.0,
         }
     }
 
     /// A pod by name, phase and readiness.
     type PodState<'a> = (&'a str, &'a str, bool);
-    /// Pods, their in-flight samples, and why the case is there.
-    type QueueModelCase<'a> = (&'a [PodState<'a>], &'a [(&'a str, f64)], &'a str);
+    /// Per-pod values of one signal.
+    type PerPod<'a> = &'a [(&'a str, f64)];
 
-    fn queue_model_pods(pods: &[PodState], in_flight: &[(&str, f64)]) -> MetricObservation {
+    fn queue_model_pods(
+        pods: &[PodState],
+        in_flight: PerPod,
+        arrivals: PerPod,
+    ) -> MetricObservation {
         let views: Vec<PodView> = pods
             .iter()
             .filter_map(|(n, phase, ready)| pod_view(&pod(n, phase, *ready, &["500m"])))
             .collect();
-        let series: Vec<Series> = in_flight
-            .iter()
-            .map(|(p, v)| series(&[("pod", p)], *v))
-            .collect();
-        let plan = MetricPlan::QueueModel {
-            model: queue_model(),
-            max_pods: 50,
+        let tagged = |values: PerPod, signal: &str| -> Vec<Series> {
+            values
+                .iter()
+                .map(|(p, v)| series(&[("pod", p), (SIGNAL_LABEL, signal)], *v))
+                .collect()
         };
-        metric_observation(&plan, &Fetched::Series(series), &views, now())
+        let mut all = tagged(in_flight, IN_FLIGHT_SIGNAL);
+        all.extend(tagged(arrivals, ARRIVALS_SIGNAL));
+        metric_observation(
+            &MetricPlan::QueueModel(sizing()),
+            &Fetched::Series(all),
+            &views,
+            now(),
+        )
+    }
+
+    fn pods_for(rate: f64) -> MetricObservation {
+        let pods = sizing().model.pods_with_headroom(rate, 1, 50);
+        MetricObservation::External {
+            values: vec![Quantity::from_units(i64::from(pods))],
+        }
     }
 
     #[test]
-    fn queue_model_sizes_from_the_ready_pods_in_flight_only() {
-        let model = queue_model();
-        // 6 in flight on two ready pods: 15 requests/s at 0.4 s each.
-        let want = model.pods_with_headroom(15.0, 1, 50);
-        let cases: &[QueueModelCase] = &[
+    fn queue_model_sizes_for_arrivals_plus_backlog_of_the_ready_pods() {
+        let two_ready: &[PodState] = &[("a", "Running", true), ("b", "Running", true)];
+        let cases: &[(&[PodState], PerPod, PerPod, f64, &str)] = &[
             (
-                &[("a", "Running", true), ("b", "Running", true)],
+                two_ready,
                 &[("a", 2.0), ("b", 4.0)],
-                "both ready pods count",
+                &[("a", 8.0), ("b", 9.0)],
+                17.0,
+                "no backlog, arrivals within capacity: the arrivals",
+            ),
+            (
+                two_ready,
+                &[("a", 10.0), ("b", 10.0)],
+                &[("a", 12.0), ("b", 13.0)],
+                // 12 beyond the 8 workers, plus 5/s beyond the 20/s capacity for the 60 s lead, over 30 s.
+                25.0 + (12.0 + 5.0 * 60.0) / 30.0,
+                "a backlog is provisioned to drain",
             ),
             (
                 &[
@@ -604,33 +677,31 @@ mod tests {
                     ("c", "Running", false),
                 ],
                 &[("a", 2.0), ("b", 4.0), ("c", 40.0)],
-                "a pod not yet ready serves nothing",
+                &[("a", 8.0), ("b", 9.0)],
+                17.0,
+                "a pod not yet ready holds no backlog",
             ),
             (
-                &[
-                    ("a", "Running", true),
-                    ("b", "Running", true),
-                    ("d", "Pending", false),
-                ],
+                two_ready,
                 &[("a", 2.0), ("b", 4.0)],
-                "a pending pod without samples is not serving",
+                &[],
+                // 6 in flight at 0.4 s each.
+                15.0,
+                "no arrival rate yet: the rate served, by Little's law",
             ),
         ];
-        for (pods, in_flight, why) in cases {
+        for (pods, in_flight, arrivals, rate, why) in cases {
             assert_eq!(
-                queue_model_pods(pods, in_flight),
-                MetricObservation::External {
-                    values: vec![Quantity::from_units(i64::from(want))]
-                },
+                queue_model_pods(pods, in_flight, arrivals),
+                pods_for(*rate),
                 "{why}"
             );
         }
-        assert!(want >= 2, "15 requests/s exceed one pod's 10");
     }
 
     #[test]
     fn queue_model_without_ready_samples_is_unavailable_not_zero() {
-        let got = queue_model_pods(&[("a", "Running", false)], &[("a", 3.0)]);
+        let got = queue_model_pods(&[("a", "Running", false)], &[("a", 3.0)], &[("a", 9.0)]);
         assert!(
             matches!(&got, MetricObservation::Unavailable { reason } if reason.contains(IN_FLIGHT_METRIC)),
             "{got:?}"
@@ -638,17 +709,11 @@ mod tests {
     }
 
     #[test]
-    fn queue_model_reads_the_in_flight_gauge() {
-        let q = queries(
-            &MetricPlan::QueueModel {
-                model: queue_model(),
-                max_pods: 10,
-            },
-            "agents",
-        );
+    fn queue_model_reads_in_flight_and_arrivals_in_one_query() {
+        let q = queries(&MetricPlan::QueueModel(sizing()), "agents");
         assert_eq!(
             q.value,
-            r#"sum by (pod) (mcp_requests_in_flight{namespace="agents"})"#
+            r#"label_replace(sum by (pod) (mcp_requests_in_flight{namespace="agents"}), "signal", "in_flight", "", "") or label_replace(sum by (pod) (rate(mcp_messages_total{namespace="agents",direction="client_to_server",kind="request"}[30s])), "signal", "arrivals", "", "")"#
         );
         assert!(q.freshness.is_some(), "a stale gauge is detected");
     }

@@ -644,26 +644,41 @@ fn queue_model() -> mcpulse_scaler::sizing::QueueModel {
 }
 
 #[tokio::test]
-async fn queue_model_scales_up_for_the_rate_behind_the_in_flight_requests() {
+async fn queue_model_scales_up_for_arrivals_and_backlog() {
     let prom = Arc::new(FakePrometheus::default());
-    // 8 in flight per pod: every worker busy and 4 waiting. Against 16 per pod the in-flight target
-    // alone would shed a pod; the queue model reads 20 requests/s served and wants room for bursts.
+    let spec = queue_spec(json!({
+        "metrics": [{"type": "InFlight", "inFlight": {"averageValue": "16"}}],
+        "queueModel": queue_model_json(),
+    }));
+    let obj = autoscaler(spec);
+    // 8 in flight per pod: every worker busy and 4 waiting. Against 16 per pod the in-flight target alone
+    // would shed a pod; the queue model sees 24 requests/s arriving at 20/s of capacity.
     per_pod(
         &prom,
         "mcp_requests_in_flight",
         &[("web-0", 8.0), ("web-1", 8.0)],
     );
-    let want = queue_model().pods_with_headroom(20.0, 1, 10);
-    assert!(
-        want > 2,
-        "two saturated pods are too few for their own load"
+    let plan = obj.spec.plan().expect("valid");
+    let combined = crate::observe::queries(&plan.metrics[1], "agents");
+    let tagged = |pod: &str, signal: &str, v: f64| {
+        crate::fixtures::series(&[("pod", pod), ("signal", signal)], v)
+    };
+    prom.set_instant(
+        combined.value,
+        vec![
+            tagged("web-0", "in_flight", 8.0),
+            tagged("web-1", "in_flight", 8.0),
+            tagged("web-0", "arrivals", 12.0),
+            tagged("web-1", "arrivals", 12.0),
+        ],
     );
+    // 8 queued, and 4/s more than capacity for the 60 s start-up, drained within 30 s.
+    let rate = queue_model().rate_with_backlog(24.0, 16.0, 2, 60.0, 30.0);
+    assert!((rate - (24.0 + (8.0 + 240.0) / 30.0)).abs() < 1e-9);
+    let want = queue_model().pods_with_headroom(rate, 1, 10);
+    assert!(want > 3, "more than the arrivals alone need");
     let (ctx, verifier) = context(prom, true);
-    let spec = queue_spec(json!({
-        "metrics": [{"type": "InFlight", "inFlight": {"averageValue": "16"}}],
-        "queueModel": queue_model_json(),
-    }));
-    run(&autoscaler(spec), &ctx, verifier, move |mut v| async move {
+    run(&obj, &ctx, verifier, move |mut v| async move {
         v.expect(Method::GET, SCALE, scale(2)).await;
         v.expect(Method::GET, PODS, pod_list(&["web-0", "web-1"]))
             .await;

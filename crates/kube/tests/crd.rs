@@ -48,8 +48,8 @@ fn queue_model_example_plans_cpu_and_the_queue_model() {
             plan.metrics.as_slice(),
             [
                 MetricPlan::Resource { .. },
-                MetricPlan::QueueModel { max_pods: 40, .. }
-            ]
+                MetricPlan::QueueModel(sizing)
+            ] if sizing.max_pods == 40
         ),
         "{:?}",
         plan.metrics
