@@ -44,7 +44,6 @@ use crate::http::{Admin, Gate, Phase};
 use crate::pool::{FaultDice, Pool};
 use crate::registration::Registrar;
 use crate::server::{Agent, Shared};
-use crate::threads::ConnectionThreads;
 
 /// The addresses the agent actually listens on (port 0 in the configuration becomes a real port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,13 +114,11 @@ pub async fn run(
         phase: Arc::clone(&phase),
     });
 
-    let connection_threads =
-        ConnectionThreads::start(config.io_threads, &mcp_app, &sessions, CLOSE_GRACE).map_err(
-            |source| AgentError::Serve {
-                what: "MCP",
-                source,
-            },
-        )?;
+    let connection_threads = threads::start(config.io_threads, &mcp_app, &sessions, CLOSE_GRACE)
+        .map_err(|source| AgentError::Serve {
+            what: "MCP",
+            source,
+        })?;
     let mut mcp_task = tokio::spawn(threads::serve(
         mcp_listener,
         connection_threads,

@@ -147,7 +147,7 @@ pub async fn run(
             if let Some(discovery) = config.discovery.clone() {
                 tokio::spawn(discovery::run(discovery, proxy.clone()));
             }
-            let workers = workers::Workers::start(config.workers, &proxy, config.shutdown_grace)
+            let workers = workers::start(config.workers, &proxy, config.shutdown_grace)
                 .map_err(MeterError::Workers)?;
             on_bound(Bound {
                 proxy: Some(proxy_addr),
@@ -179,7 +179,7 @@ fn connection_builder(client_timeout: Duration) -> auto::Builder<TokioExecutor> 
 /// workers finish their in-flight exchanges within the grace period.
 async fn serve_proxy(
     listener: TcpListener,
-    workers: workers::Workers,
+    workers: mcpulse_percore::Pool,
     admin: Arc<Admin>,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
@@ -191,7 +191,7 @@ async fn serve_proxy(
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, _)) => {
-                        if workers.dispatch(stream).is_err() {
+                        if workers.hand_off(stream).is_err() {
                             // Exiting lets the supervisor (kubelet, `mcpulse up`) restart a working meter.
                             tracing::error!("every proxy worker thread has stopped; shutting down");
                             outcome = Err(MeterError::WorkersStopped);
