@@ -302,6 +302,15 @@ async fn bad_spec_sets_a_condition_and_an_event_naming_the_field() {
     );
 }
 
+/// The HorizontalPodAutoscaler `agents/web` that Floor mode writes to, at `floor` minReplicas.
+fn hpa_with_floor(floor: i32) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "agents"},
+        "spec": {"minReplicas": floor, "maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+    })
+}
+
 #[tokio::test]
 async fn floor_mode_writes_the_predicted_floor_into_the_hpa() {
     let prom = Arc::new(FakePrometheus::default());
@@ -315,11 +324,7 @@ async fn floor_mode_writes_the_predicted_floor_into_the_hpa() {
         "metrics": [],
         "predictive": {"query": query, "capacityPerPod": "2", "seasonality": "None"},
     }));
-    let hpa = json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "web", "namespace": "agents"},
-        "spec": {"minReplicas": 2, "maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
-    });
+    let hpa = hpa_with_floor(2);
     run(&autoscaler(spec), &ctx, verifier, move |mut v| async move {
         v.expect(Method::GET, SCALE, scale(2)).await;
         v.expect(Method::GET, HPA, hpa.clone()).await;
@@ -561,17 +566,11 @@ async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
         "metrics": [],
         "predictive": {"query": query, "capacityPerPod": "2", "seasonality": "None"},
     })));
-    let hpa = |floor: i32| {
-        json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": "agents"},
-            "spec": {"minReplicas": floor, "maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
-        })
-    };
     let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
         v.expect(Method::GET, SCALE, scale(2)).await;
-        v.expect(Method::GET, HPA, hpa(2)).await;
-        v.expect(Method::PATCH, &format!("{HPA}?"), hpa(5)).await;
+        v.expect(Method::GET, HPA, hpa_with_floor(2)).await;
+        v.expect(Method::PATCH, &format!("{HPA}?"), hpa_with_floor(5))
+            .await;
         v.expect(Method::POST, EVENTS, json!({})).await;
         v.expect(Method::PATCH, STATUS, stored()).await;
         v
@@ -581,7 +580,7 @@ async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
     clock_secs.store(NOW_SECS + 300, Ordering::SeqCst);
     let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
         v.expect(Method::GET, SCALE, scale(5)).await;
-        v.expect(Method::GET, HPA, hpa(5)).await;
+        v.expect(Method::GET, HPA, hpa_with_floor(5)).await;
         let status = v.expect(Method::PATCH, STATUS, stored()).await;
         assert_eq!(
             status["status"]["lastDecision"]["predictiveReplicas"], 5,
@@ -595,7 +594,7 @@ async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
     clock_secs.store(NOW_SECS + 600, Ordering::SeqCst);
     let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
         v.expect(Method::GET, SCALE, scale(5)).await;
-        v.expect(Method::GET, HPA, hpa(5)).await;
+        v.expect(Method::GET, HPA, hpa_with_floor(5)).await;
         let status = v.expect(Method::PATCH, STATUS, stored()).await;
         assert_eq!(
             condition(&status, "PredictionActive")["status"],
@@ -609,7 +608,7 @@ async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
     clock_secs.store(NOW_SECS + 900, Ordering::SeqCst);
     run(&obj, &ctx, verifier, move |mut v| async move {
         v.expect(Method::GET, SCALE, scale(5)).await;
-        v.expect(Method::GET, HPA, hpa(5)).await;
+        v.expect(Method::GET, HPA, hpa_with_floor(5)).await;
         v.expect(Method::PATCH, STATUS, stored()).await;
         v
     })
@@ -720,11 +719,7 @@ async fn floor_mode_sizes_the_forecast_with_the_queue_model() {
         "predictive": {"query": query, "seasonality": "None"},
         "queueModel": queue_model_json(),
     }));
-    let hpa = json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "web", "namespace": "agents"},
-        "spec": {"minReplicas": 2, "maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
-    });
+    let hpa = hpa_with_floor(2);
     run(&autoscaler(spec), &ctx, verifier, move |mut v| async move {
         v.expect(Method::GET, SCALE, scale(2)).await;
         v.expect(Method::GET, HPA, hpa.clone()).await;

@@ -1178,16 +1178,21 @@ mod tests {
         run
     }
 
-    #[test]
-    fn gauge_counts_only_pods_serving_through_the_sampled_tick() {
-        let clock = Clock {
+    /// The defaults' pipeline: 5 s ticks, 60 s start-up, 15 s scrapes delayed 15 s, 60 s rate window.
+    fn test_clock() -> Clock {
+        Clock {
             start: Timestamp::from_millis(0),
             tick: 5000,
             startup: 60_000,
             scrape: 15_000,
             window: 60_000,
             delay: 15_000,
-        };
+        }
+    }
+
+    #[test]
+    fn gauge_counts_only_pods_serving_through_the_sampled_tick() {
+        let clock = test_clock();
         // Ticks 0..=5 (ending at 30 s): 3 requests in flight per serving pod, then 40 in the last one.
         let series = vec![3.0, 3.0, 3.0, 3.0, 3.0, 40.0];
         // At 45 s the delayed scrape is at 30 s and samples tick 5 (25..30 s). The old pod served through
@@ -1210,14 +1215,7 @@ mod tests {
 
     #[test]
     fn a_pod_joining_mid_window_reports_only_the_ticks_it_served() {
-        let clock = Clock {
-            start: Timestamp::from_millis(0),
-            tick: 5000,
-            startup: 60_000,
-            scrape: 15_000,
-            window: 60_000,
-            delay: 15_000,
-        };
+        let clock = test_clock();
         // Twelve ticks (0..60 s): 10 in flight per pod during a backlog, then 1 for the last three.
         let mut inflight = vec![10.0; 9];
         inflight.extend([1.0; 3]);
