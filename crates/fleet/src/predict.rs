@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 
 use mcpulse_scaler::forecast::{
-    Distrust, Forecast, ForecastConfig, forecast, learn_capacity, prediction_trustworthy,
-    predictive_replicas, realized_mase,
+    Distrust, Forecast, ForecastConfig, Forecaster, RefitPolicy, learn_capacity,
+    prediction_trustworthy, predictive_replicas, realized_mase,
 };
 use mcpulse_scaler::sizing::PodSizing;
 use serde::Serialize;
@@ -80,6 +80,9 @@ pub struct Predictor {
     step: Step,
     /// Steps observed so far; indexes the forecasts awaiting their realized error.
     steps_seen: usize,
+    /// Refits the remembered model each step and selects anew every few, instead of a full model
+    /// selection every 5 s; `None` only if its fixed settings were refused.
+    forecaster: Option<Forecaster>,
     latest: Option<Forecast>,
     /// Forecasts made after step `usize`, judged once their horizon has happened.
     awaiting_judgement: VecDeque<(usize, Forecast)>,
@@ -96,6 +99,7 @@ impl Predictor {
             utilization: VecDeque::new(),
             step: Step::default(),
             steps_seen: 0,
+            forecaster: Forecaster::new(forecast_config(), RefitPolicy::default()).ok(),
             latest: None,
             awaiting_judgement: VecDeque::new(),
             recent_errors: VecDeque::new(),
@@ -125,15 +129,11 @@ impl Predictor {
         self.steps_seen += 1;
         self.judge_past_forecasts();
 
-        let history: Vec<f64> = self.rates.iter().copied().collect();
-        let config = ForecastConfig {
-            horizon: BAND_LEAD_STEPS,
-            max_history: MAX_STEPS,
-            min_history: MIN_HISTORY_STEPS,
-            ..Default::default()
-        };
         // Too little history is the normal start: the band and the recommendation appear once there is enough.
-        self.latest = forecast(&history, &config).ok();
+        self.latest = self.forecaster.as_mut().and_then(|f| {
+            f.observe(&[step.rate / ticks]).ok()?;
+            f.forecast().ok().map(|refit| refit.forecast)
+        });
         if let Some(latest) = &self.latest {
             if let Some(point) = latest.points.get(BAND_LEAD_STEPS - 1) {
                 let lead = f64::from(STEP_SECONDS) * BAND_LEAD_STEPS as f64;
@@ -238,6 +238,15 @@ impl Predictor {
     }
 }
 
+fn forecast_config() -> ForecastConfig {
+    ForecastConfig {
+        horizon: BAND_LEAD_STEPS,
+        max_history: MAX_STEPS,
+        min_history: MIN_HISTORY_STEPS,
+        ..Default::default()
+    }
+}
+
 fn push_bounded(values: &mut VecDeque<f64>, value: f64) {
     if values.len() == MAX_STEPS {
         values.pop_front();
@@ -293,6 +302,14 @@ mod tests {
                 "the forecast tracks the load at {t}: {mean}"
             );
         }
+    }
+
+    #[test]
+    fn the_forecaster_accepts_its_settings() {
+        assert!(
+            Predictor::new(2.0).forecaster.is_some(),
+            "the fixed forecast settings must validate, or prediction would stay off for good"
+        );
     }
 
     #[test]
