@@ -335,13 +335,31 @@ fn spawn_logged(binary: &Path, args: &[String], log_path: &Path) -> Result<Child
     let err_log = log
         .try_clone()
         .map_err(io(format!("open {}", log_path.display())))?;
-    Command::new(binary)
+    // Prometheus and Alertmanager take no parent-pid flag as our agents do, so `setpriv` (util-linux) asks
+    // the kernel to send them SIGTERM when the thread that started them (the runtime's main thread, alive
+    // as long as `up`) ends, even by SIGKILL. Without setpriv they are started directly and stopped only on
+    // a clean shutdown.
+    let mut command = match setpriv() {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "TERM", "--"]).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log)
         .spawn()
         .map_err(io(format!("start {}", binary.display())))
+}
+
+fn setpriv() -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("setpriv"))
+        .find(|path| path.is_file())
 }
 
 fn prometheus_config(

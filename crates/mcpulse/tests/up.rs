@@ -324,6 +324,70 @@ async fn a_killed_agent_fires_the_agent_down_alert_until_it_is_restarted() {
     let _ = std::fs::remove_dir_all(data);
 }
 
+#[tokio::test]
+async fn prometheus_and_alertmanager_do_not_outlive_an_up_that_is_killed_outright() {
+    if !(installed("prometheus")
+        && (installed("prometheus-alertmanager") || installed("alertmanager")))
+    {
+        assert!(
+            std::env::var_os("MCPULSE_REQUIRE_EXTERNAL").is_none(),
+            "prometheus and prometheus-alertmanager are missing; run scripts/setup.sh"
+        );
+        eprintln!("skipped: prometheus and prometheus-alertmanager are not installed");
+        return;
+    }
+    let data = std::env::temp_dir().join(format!(
+        "mcpulse-up-monitoring-orphans-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&data);
+    let data_dir = data.to_str().unwrap().to_owned();
+    let (up, _) = spawn_up(
+        &data_dir,
+        &[
+            "--agents",
+            "1",
+            "--prometheus",
+            "127.0.0.1:0",
+            "--alertmanager",
+            "127.0.0.1:0",
+        ],
+    );
+    let ready = wait_for_status(
+        &data_dir,
+        "monitoring started",
+        Duration::from_secs(60),
+        |s| s["monitoring"] == true,
+    )
+    .await;
+    let urls: Vec<String> = ["prometheus", "alertmanager"]
+        .iter()
+        .map(|name| {
+            let addr = ready["addresses"][name].as_str().unwrap_or_default();
+            format!("http://{addr}/-/ready")
+        })
+        .collect();
+    for url in &urls {
+        assert!(
+            reqwest::get(url).await.is_ok(),
+            "{url} answers while up runs"
+        );
+    }
+
+    up.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for url in &urls {
+        while reqwest::get(url).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{url} still answers 20 s after up was killed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(data);
+}
+
 /// Running and not a zombie (an exited orphan may wait a moment for init to reap it).
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
