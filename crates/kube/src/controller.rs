@@ -549,7 +549,12 @@ enum Prediction {
     Ready(CachedForecast),
 }
 
-async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Prediction {
+async fn predict(
+    ctx: &Context,
+    obj: &McpAutoscaler,
+    plan: &Plan,
+    now: jiff::Timestamp,
+) -> Prediction {
     let Some(p) = obj.spec.predictive.as_ref().filter(|p| p.enabled) else {
         return Prediction::Disabled;
     };
@@ -646,7 +651,7 @@ async fn predict(ctx: &Context, obj: &McpAutoscaler, now: jiff::Timestamp) -> Pr
     );
     let (min, max) = (obj.spec.min_replicas.max(1), obj.spec.max_replicas.max(1));
     let replicas = trusted
-        .then(|| obj.spec.predictive_sizing())
+        .then_some(plan.predictive_sizing)
         .flatten()
         .map(|sizing| {
             let r =
@@ -857,7 +862,7 @@ async fn direct(
         };
         Ok(entry.scaler.decide(&obs, engine_now)?)
     })?;
-    let prediction = predict(ctx, obj, now).await;
+    let prediction = predict(ctx, obj, plan, now).await;
     let reactive = decision.desired_replicas;
     let predicted = match &prediction {
         Prediction::Ready(c) => c.replicas,
@@ -1101,7 +1106,7 @@ async fn floor(
         .spec
         .as_ref()
         .map_or(obj.spec.max_replicas, |s| s.max_replicas);
-    let prediction = predict(ctx, obj, now).await;
+    let prediction = predict(ctx, obj, plan, now).await;
     // Untrusted prediction restores the configured floor; a failed fetch keeps whatever floor is set,
     // because lowering it on missing data could scale the fleet down.
     let floor = match &prediction {

@@ -472,6 +472,9 @@ pub const QUEUE_MODEL_METRIC: &str = "queue_model_replicas";
 pub struct Plan {
     pub engine: AutoscalerSpec,
     pub metrics: Vec<MetricPlan>,
+    /// How the forecast is turned into pods, when prediction is configured: `capacityPerPod` when set,
+    /// else the queue model.
+    pub predictive_sizing: Option<PodSizing>,
 }
 
 impl McpAutoscalerSpec {
@@ -510,16 +513,25 @@ impl McpAutoscalerSpec {
             .as_ref()
             .map(|q| q.sizing(self.max_replicas.unsigned_abs()))
             .transpose()?;
-        if let Some(p) = &self.predictive {
-            p.check()?;
-            if p.capacity_per_pod.is_none() && queue_model.is_none() {
-                return Err(KubeError::spec(
-                    "predictive.capacityPerPod",
-                    "is needed to turn the forecast into pods: set it (load one pod serves, in the query's unit), \
-                     or set queueModel and forecast requests per second",
-                ));
+        let predictive_sizing = match &self.predictive {
+            None => None,
+            Some(p) => {
+                p.check()?;
+                Some(match (p.capacity_per_pod, &queue_model) {
+                    (Some(c), _) => PodSizing::Capacity {
+                        per_pod: c.as_f64(),
+                    },
+                    (None, Some(q)) => PodSizing::Queue(q.model),
+                    (None, None) => {
+                        return Err(KubeError::spec(
+                            "predictive.capacityPerPod",
+                            "is needed to turn the forecast into pods: set it (load one pod serves, in the query's unit), \
+                             or set queueModel and forecast requests per second",
+                        ));
+                    }
+                })
             }
-        }
+        };
         if self.metrics.len() > MAX_METRICS {
             return Err(KubeError::spec(
                 "metrics",
@@ -568,6 +580,7 @@ impl McpAutoscalerSpec {
         Ok(Plan {
             engine,
             metrics: plans,
+            predictive_sizing,
         })
     }
 }
@@ -579,21 +592,6 @@ fn engine_spec_error(e: mcpulse_scaler::ScalerError) -> KubeError {
             KubeError::spec(field, problem)
         }
         other => KubeError::Engine(other),
-    }
-}
-
-impl McpAutoscalerSpec {
-    /// How the forecast is turned into pods: `capacityPerPod` when set, else the queue model; `None`
-    /// when neither is (which `plan` refuses).
-    pub fn predictive_sizing(&self) -> Option<PodSizing> {
-        let predictive = self.predictive.as_ref()?;
-        match (&predictive.capacity_per_pod, &self.queue_model) {
-            (Some(c), _) => Some(PodSizing::Capacity {
-                per_pod: c.as_f64(),
-            }),
-            (None, Some(q)) => q.model().ok().map(PodSizing::Queue),
-            (None, None) => None,
-        }
     }
 }
 

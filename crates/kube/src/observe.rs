@@ -316,13 +316,7 @@ fn queue_model_observation(
 ) -> MetricObservation {
     let ready: BTreeSet<&str> = pods
         .iter()
-        .filter(|p| {
-            p.info.phase == PodPhase::Running
-                && !p.info.deleting
-                && p.info
-                    .ready
-                    .is_some_and(|r| r.status == ConditionStatus::True)
-        })
+        .filter(|p| p.info.is_running_and_ready() && !p.info.deleting)
         .map(|p| p.info.name.as_str())
         .collect();
     let serving: Vec<f64> = in_flight

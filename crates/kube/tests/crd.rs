@@ -60,7 +60,7 @@ fn queue_model_example_plans_cpu_and_the_queue_model() {
         "CPU spelled out next to the queue model"
     );
     assert!(
-        matches!(spec.predictive_sizing(), Some(PodSizing::Queue(_))),
+        matches!(plan.predictive_sizing, Some(PodSizing::Queue(_))),
         "the forecast is sized by the queue model"
     );
 }

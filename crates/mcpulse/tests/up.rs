@@ -213,14 +213,7 @@ async fn wait_for_status(
 
 #[tokio::test]
 async fn a_killed_agent_fires_the_agent_down_alert_until_it_is_restarted() {
-    if !(installed("prometheus")
-        && (installed("prometheus-alertmanager") || installed("alertmanager")))
-    {
-        assert!(
-            std::env::var_os("MCPULSE_REQUIRE_EXTERNAL").is_none(),
-            "prometheus and prometheus-alertmanager are missing; run scripts/setup.sh"
-        );
-        eprintln!("skipped: prometheus and prometheus-alertmanager are not installed");
+    if !monitoring_installed() {
         return;
     }
     let data = std::env::temp_dir().join(format!("mcpulse-up-alerts-{}", std::process::id()));
@@ -326,14 +319,7 @@ async fn a_killed_agent_fires_the_agent_down_alert_until_it_is_restarted() {
 
 #[tokio::test]
 async fn prometheus_and_alertmanager_do_not_outlive_an_up_that_is_killed_outright() {
-    if !(installed("prometheus")
-        && (installed("prometheus-alertmanager") || installed("alertmanager")))
-    {
-        assert!(
-            std::env::var_os("MCPULSE_REQUIRE_EXTERNAL").is_none(),
-            "prometheus and prometheus-alertmanager are missing; run scripts/setup.sh"
-        );
-        eprintln!("skipped: prometheus and prometheus-alertmanager are not installed");
+    if !monitoring_installed() {
         return;
     }
     let data = std::env::temp_dir().join(format!(
@@ -386,6 +372,22 @@ async fn prometheus_and_alertmanager_do_not_outlive_an_up_that_is_killed_outrigh
         }
     }
     let _ = std::fs::remove_dir_all(data);
+}
+
+/// Whether Prometheus and Alertmanager are installed; says so when they are not, and fails instead when
+/// `MCPULSE_REQUIRE_EXTERNAL` is set (CI, where their absence is a setup error).
+fn monitoring_installed() -> bool {
+    if installed("prometheus")
+        && (installed("prometheus-alertmanager") || installed("alertmanager"))
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("MCPULSE_REQUIRE_EXTERNAL").is_none(),
+        "prometheus and prometheus-alertmanager are missing; run scripts/setup.sh"
+    );
+    eprintln!("skipped: prometheus and prometheus-alertmanager are not installed");
+    false
 }
 
 /// Running and not a zombie (an exited orphan may wait a moment for init to reap it).

@@ -78,7 +78,8 @@ impl PodInfo {
         }
     }
 
-    fn is_running_and_ready(&self) -> bool {
+    /// Running with its Ready condition true: a pod that serves.
+    pub fn is_running_and_ready(&self) -> bool {
         self.phase == PodPhase::Running
             && self
                 .ready

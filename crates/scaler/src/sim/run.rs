@@ -162,8 +162,8 @@ impl Default for SimConfig {
             max_replicas: 200,
             cpu_target_percent: 70,
             queue_target_per_pod: 2.8,
-            // Hotter than upstream's 70: the queue-model metrics (forecast and in-flight sample, sized for
-            // the noisy ticks) carry the SLO headroom, so CPU is only the backstop for what they miss.
+            // Hotter than upstream's 70: the queue-model metrics (forecast, and arrivals plus backlog, sized
+            // for the noisy ticks) carry the SLO headroom, so CPU is only the backstop for what they miss.
             mcpulse_cpu_target_percent: 80,
             predictive_headroom: 0.1,
             // The rate is estimated from one scrape interval (3 ticks) and must cover the busiest of the
@@ -180,9 +180,10 @@ impl Default for SimConfig {
             forecast_step: None,
             // One start-up time at the defaults. The window guards against dropping pods shortly before they
             // are needed again; the forecast metric already holds capacity for the coming lead time and the
-            // in-flight sample no longer echoes a drained backlog, so a longer hold mostly pays for idle
-            // pods (measured: 120 s cost 1 to 9 % more replica-minutes on the example traces, most on the
-            // short burst, for somewhat fewer violation minutes on the spiky ones).
+            // arrival metric reads the latest scrape, not a window that echoes a drained backlog, so a longer
+            // hold mostly pays for idle pods (measured with the earlier in-flight policy: 120 s cost 1 to 9 %
+            // more replica-minutes on the example traces, most on the short burst, for somewhat fewer
+            // violation minutes on the spiky ones).
             mcpulse_scale_down_window: Duration::from_secs(60),
             seed: 1,
         }
@@ -404,7 +405,6 @@ impl SimConfig {
             PolicyKind::HpaCpu => vec![cpu],
             PolicyKind::HpaQueue => vec![inflight],
             PolicyKind::Mcpulse => {
-                // Last, so a zero prediction (switched off) never displaces a reactive proposal.
                 vec![
                     MetricSpec::resource_utilization("cpu", self.mcpulse_cpu_target_percent),
                     // The value is already a replica count, so one unit per pod.
