@@ -8,8 +8,13 @@
 //! single-threaded runtime, as a separate client process with one connection would, so the agents' tasks
 //! and the clients' never share a thread. `rmcp_pooled_shared_runtime` is the pooled rmcp client on the
 //! runtime that drives the agents (their acceptor and metrics listener), for comparison.
+//! `stateless_json_busy_poll` is the stateless agent with `--busy-poll 200us`, next to the one without.
+//!
+//! Criterion's `time` is a mean; the median (the p50) is `median` in
+//! `target/criterion/tool_call_round_trip/<row, with `/` as `_`>/echo/new/estimates.json`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -28,11 +33,16 @@ use tokio::sync::{Mutex, oneshot};
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
+/// The busy-polling window of the `stateless_json_busy_poll` agent: longer than this client takes to read an
+/// answer and send its next call.
+const BUSY_POLL: Duration = Duration::from_micros(200);
+
 /// Starts an agent that serves until the returned sender is dropped.
-fn start(runtime: &Runtime, stateless: bool) -> (Bound, oneshot::Sender<()>) {
+fn start(runtime: &Runtime, stateless: bool, busy_poll: Duration) -> (Bound, oneshot::Sender<()>) {
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut config = AgentConfig::new(any, any);
     config.stateless = stateless;
+    config.busy_poll = busy_poll;
     let (stop, stopped) = oneshot::channel::<()>();
     let (bound_tx, bound_rx) = oneshot::channel();
     runtime.spawn(run(
@@ -148,8 +158,9 @@ fn round_trip(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (stateful, _stop_stateful) = start(&agents, false);
-    let (stateless, _stop_stateless) = start(&agents, true);
+    let (stateful, _stop_stateful) = start(&agents, false, Duration::ZERO);
+    let (stateless, _stop_stateless) = start(&agents, true, Duration::ZERO);
+    let (polling, _stop_polling) = start(&agents, true, BUSY_POLL);
     // (benchmark name prefix, agent, stateless)
     let modes = [
         ("stateful_sse", stateful, false),
@@ -162,6 +173,14 @@ fn round_trip(c: &mut Criterion) {
             clients.push((format!("{mode}/{transport}"), rmcp, pooled, &runtime));
         }
     }
+    // Busy polling only changes how the agent waits, so one pooled client shows it.
+    let rmcp = connect(&runtime, polling, true);
+    clients.push((
+        "stateless_json_busy_poll/rmcp_pooled".to_owned(),
+        rmcp,
+        true,
+        &runtime,
+    ));
     for (mode, bound, _) in modes {
         let rmcp = connect(&agents, bound, true);
         clients.push((
@@ -191,7 +210,11 @@ fn round_trip(c: &mut Criterion) {
             });
         }
     }
-    for (mode, bound, stateless) in modes {
+    for (mode, bound, stateless) in
+        modes
+            .into_iter()
+            .chain([("stateless_json_busy_poll", polling, true)])
+    {
         let raw = runtime.block_on(Raw::open(bound, stateless));
         group.bench_function(BenchmarkId::new(format!("{mode}/raw_http"), "echo"), |b| {
             b.to_async(&runtime).iter(|| raw.call());

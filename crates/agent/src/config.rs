@@ -100,6 +100,10 @@ pub struct AgentConfig {
     /// and every task its requests spawn stay on one thread, with no cross-thread wake-ups per call.
     /// Each accepted connection goes to the thread with the fewest open connections.
     pub io_threads: usize,
+    /// How long a connection thread keeps polling its sockets after the last read or write before it
+    /// sleeps: the next request of a client that is waiting on an answer is then read without waking a
+    /// sleeping CPU. Costs at most this much CPU after each burst of traffic; zero turns it off.
+    pub busy_poll: Duration,
     /// `None` runs without a registry.
     pub registration: Option<RegistrationConfig>,
     /// How long shutdown waits for in-flight calls before it cuts them off.
@@ -126,6 +130,7 @@ impl AgentConfig {
             workers,
             max_queue: workers * 64,
             io_threads: workers,
+            busy_poll: Duration::ZERO,
             registration: None,
             drain_timeout: Duration::from_secs(30),
             stateless: false,
@@ -158,6 +163,9 @@ impl AgentConfig {
                     self.io_threads
                 ),
             ));
+        }
+        if let Err(message) = mcpulse_percore::check_busy_poll(self.busy_poll) {
+            return Err(AgentError::config("--busy-poll", message));
         }
         if self.max_queue > MAX_QUEUE {
             return Err(AgentError::config(
@@ -325,7 +333,7 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         type Edit = fn(&mut AgentConfig);
-        let cases: [(Edit, Option<&str>, &str); 14] = [
+        let cases: [(Edit, Option<&str>, &str); 16] = [
             (|_| {}, None, "defaults are valid"),
             (
                 |c| c.defaults.cpu_ms = MAX_CPU_MS + 1,
@@ -366,6 +374,16 @@ mod tests {
                 |c| c.io_threads = MAX_IO_THREADS + 1,
                 Some("--io-threads"),
                 "more threads than any machine has cores for",
+            ),
+            (
+                |c| c.busy_poll = mcpulse_percore::MAX_BUSY_POLL + Duration::from_nanos(1),
+                Some("--busy-poll"),
+                "polling that long only burns CPU",
+            ),
+            (
+                |c| c.busy_poll = mcpulse_percore::MAX_BUSY_POLL,
+                None,
+                "the longest window is allowed",
             ),
             (
                 |c| c.max_queue = MAX_QUEUE + 1,

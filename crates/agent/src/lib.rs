@@ -114,11 +114,17 @@ pub async fn run(
         phase: Arc::clone(&phase),
     });
 
-    let connection_threads = threads::start(config.io_threads, &mcp_app, &sessions, CLOSE_GRACE)
-        .map_err(|source| AgentError::Serve {
-            what: "MCP",
-            source,
-        })?;
+    let connection_threads = threads::start(
+        config.io_threads,
+        config.busy_poll,
+        &mcp_app,
+        &sessions,
+        CLOSE_GRACE,
+    )
+    .map_err(|source| AgentError::Serve {
+        what: "MCP",
+        source,
+    })?;
     let mut mcp_task = tokio::spawn(threads::serve(
         mcp_listener,
         connection_threads,

@@ -11,7 +11,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use mcpulse_percore::{Pool, Spec};
+use mcpulse_percore::{Active, Pool, Spec};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// let open ones finish their exchanges for up to `grace`, and cut off the rest.
 pub(crate) fn start(
     count: usize,
+    busy_poll: Duration,
     app: &Router,
     stop: &CancellationToken,
     grace: Duration,
@@ -34,6 +35,7 @@ pub(crate) fn start(
         threads: count,
         grace,
         stop: stop.clone(),
+        busy_poll,
     };
     let app = app.clone();
     Pool::start(spec, move |stream, stop| {
@@ -82,7 +84,7 @@ pub(crate) async fn serve(
 
 /// Serves HTTP/1.1 or HTTP/2 (prior knowledge) on one connection; once `stop` is cancelled, finishes
 /// the exchange in progress and closes.
-async fn serve_connection(stream: TcpStream, app: Router, stop: CancellationToken) {
+async fn serve_connection(stream: Active<TcpStream>, app: Router, stop: CancellationToken) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     if let Err(error) = mcpulse_percore::serve_until_stopped(connection, &stop).await {
@@ -137,7 +139,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("bound address");
         // A grace period far past the wait below, so only closing idle connections at once passes.
-        let threads = start(2, &app, &stop, Duration::from_secs(60)).expect("threads start");
+        let threads =
+            start(2, Duration::ZERO, &app, &stop, Duration::from_secs(60)).expect("threads start");
         let serving = tokio::spawn(serve(listener, threads, stop.clone()));
 
         let mut senders = Vec::new();

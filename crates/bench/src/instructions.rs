@@ -182,6 +182,12 @@ async fn profile_run(
                 "a direct connection has no proxy process to profile".to_owned(),
             ));
         }
+        Route::MeterBusyPoll => {
+            return Err(BenchError::Invalid(
+                "a busy-polling meter spends instructions waiting, so counting them measures the wait, not the work"
+                    .to_owned(),
+            ));
+        }
     }
     let mut child = command
         .stdin(Stdio::null())

@@ -20,6 +20,8 @@ pub enum ResponseFormat {
 pub enum Route {
     Direct,
     Meter,
+    /// The meter with busy polling on.
+    MeterBusyPoll,
     Nginx,
 }
 
@@ -28,6 +30,7 @@ impl Route {
         match self {
             Route::Direct => "direct",
             Route::Meter => "meter",
+            Route::MeterBusyPoll => "meter+poll",
             Route::Nginx => "nginx",
         }
     }
@@ -87,6 +90,8 @@ pub struct MeterBench {
     pub duration: Duration,
     pub with_nginx: bool,
     pub upstream: UpstreamKind,
+    /// A second meter with `--busy-poll` of this long runs next to the first; zero leaves it out.
+    pub busy_poll: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -140,12 +145,14 @@ fn spawn_mcpulse(mcpulse: &Path, args: &[String], what: &str) -> Result<KillOnDr
         })
 }
 
-/// Starts `mcpulse meter` on `listen`, with its metrics on `metrics`, in front of `upstream`.
+/// Starts `mcpulse meter` on `listen`, with its metrics on `metrics`, in front of `upstream`, busy polling for
+/// `busy_poll` after traffic.
 pub(crate) fn start_meter(
     mcpulse: &Path,
     listen: SocketAddr,
     metrics: SocketAddr,
     upstream: SocketAddr,
+    busy_poll: Duration,
 ) -> Result<KillOnDrop, BenchError> {
     let args = [
         "meter".into(),
@@ -155,6 +162,8 @@ pub(crate) fn start_meter(
         metrics.to_string(),
         "--upstream".into(),
         format!("http://{upstream}"),
+        "--busy-poll".into(),
+        format!("{}us", busy_poll.as_micros()),
     ];
     spawn_mcpulse(mcpulse, &args, "meter")
 }
@@ -172,8 +181,8 @@ fn start_agent(mcpulse: &Path, listen: SocketAddr) -> Result<KillOnDrop, BenchEr
     spawn_mcpulse(mcpulse, &args, "agent")
 }
 
-/// Runs every (format, clients) pair against direct, meter and nginx back to back, so the three see the same
-/// machine conditions. `progress` hears about each run before it starts.
+/// Runs every (format, clients) pair against direct, the meter (with and without busy polling) and nginx back to
+/// back, so all see the same machine conditions. `progress` hears about each run before it starts.
 pub async fn run_meter_bench(
     bench: &MeterBench,
     mut progress: impl FnMut(&str),
@@ -191,9 +200,26 @@ pub async fn run_meter_bench(
             (None, Some(agent), addr)
         }
     };
-    let meter_addr = free_addr()?;
-    let _meter = start_meter(&bench.mcpulse, meter_addr, free_addr()?, upstream_addr)?;
-    wait_listening(meter_addr, "mcpulse meter").await?;
+    let mut meters = Vec::new();
+    let mut routes = vec![(Route::Direct, upstream_addr)];
+    for (route, busy_poll) in [
+        (Route::Meter, Duration::ZERO),
+        (Route::MeterBusyPoll, bench.busy_poll),
+    ] {
+        if route == Route::MeterBusyPoll && busy_poll.is_zero() {
+            continue;
+        }
+        let addr = free_addr()?;
+        meters.push(start_meter(
+            &bench.mcpulse,
+            addr,
+            free_addr()?,
+            upstream_addr,
+            busy_poll,
+        )?);
+        wait_listening(addr, "mcpulse meter").await?;
+        routes.push((route, addr));
+    }
     let nginx = if bench.with_nginx {
         let nginx = Nginx::start(free_addr()?, upstream_addr)?;
         wait_listening(nginx.addr, "nginx").await?;
@@ -202,7 +228,6 @@ pub async fn run_meter_bench(
         None
     };
 
-    let mut routes = vec![(Route::Direct, upstream_addr), (Route::Meter, meter_addr)];
     if let Some(nginx) = &nginx {
         routes.push((Route::Nginx, nginx.addr));
     }

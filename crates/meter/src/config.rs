@@ -121,6 +121,9 @@ pub struct MeterConfig {
     pub max_sse_event_bytes: usize,
     /// Threads serving client connections, each owning its connections from accept to close.
     pub workers: usize,
+    /// How long a worker keeps polling its sockets after the last read or write before it sleeps; zero
+    /// sleeps at once. Trades CPU for the wake-ups of a request/response exchange.
+    pub busy_poll: Duration,
 }
 
 impl MeterConfig {
@@ -145,6 +148,7 @@ impl MeterConfig {
             label_limit: 100,
             max_sse_event_bytes: 1024 * 1024,
             workers: default_workers(),
+            busy_poll: Duration::ZERO,
         }
     }
 
@@ -194,6 +198,9 @@ impl MeterConfig {
                     self.workers
                 ),
             );
+        }
+        if let Err(message) = mcpulse_percore::check_busy_poll(self.busy_poll) {
+            return bad("busy-poll", &message);
         }
         for (field, value) in [
             ("upstream-timeout", self.upstream_timeout),

@@ -147,8 +147,13 @@ pub async fn run(
             if let Some(discovery) = config.discovery.clone() {
                 tokio::spawn(discovery::run(discovery, proxy.clone()));
             }
-            let workers = workers::start(config.workers, &proxy, config.shutdown_grace)
-                .map_err(MeterError::Workers)?;
+            let workers = workers::start(
+                config.workers,
+                config.busy_poll,
+                &proxy,
+                config.shutdown_grace,
+            )
+            .map_err(MeterError::Workers)?;
             on_bound(Bound {
                 proxy: Some(proxy_addr),
                 metrics: metrics_addr,

@@ -183,9 +183,11 @@ impl Pool {
             .map_err(SendError::Connect)?;
         // MCP messages are small and latency-bound: never wait for Nagle.
         stream.set_nodelay(true).map_err(SendError::Connect)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| SendError::Connect(std::io::Error::other(error)))?;
+        // The upstream's answer is activity too: the worker that forwarded a request keeps polling for it.
+        let (sender, connection) =
+            http1::handshake(TokioIo::new(mcpulse_percore::Active::new(stream)))
+                .await
+                .map_err(|error| SendError::Connect(std::io::Error::other(error)))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream connection ended with an error");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use mcpulse_percore::{Pool, Spec};
+use mcpulse_percore::{Active, Pool, Spec};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -22,27 +22,36 @@ pub fn current() -> usize {
 }
 
 /// Starts `count` worker threads serving `proxy`; each drains its connections for up to `grace` at shutdown.
-pub fn start(count: usize, proxy: &Arc<Proxy>, grace: Duration) -> std::io::Result<Pool> {
+pub fn start(
+    count: usize,
+    busy_poll: Duration,
+    proxy: &Arc<Proxy>,
+    grace: Duration,
+) -> std::io::Result<Pool> {
     let spec = Spec {
         name: "meter-worker",
         threads: count,
         grace,
         // The workers stop only when the acceptor shuts the pool down, after serving what it handed them.
         stop: CancellationToken::new(),
+        busy_poll,
     };
     let builder = crate::connection_builder(proxy.config.client_timeout);
     let proxy = Arc::clone(proxy);
-    Pool::start(spec, move |stream: TcpStream, stop: CancellationToken| {
-        let _ = stream.set_nodelay(true);
-        let proxy = Arc::clone(&proxy);
-        let service = service_fn(move |request| Arc::clone(&proxy).handle(request));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        async move {
-            if let Err(error) = mcpulse_percore::serve_until_stopped(connection, &stop).await {
-                tracing::debug!(%error, "client connection ended with an error");
+    Pool::start(
+        spec,
+        move |stream: Active<TcpStream>, stop: CancellationToken| {
+            let _ = stream.get_ref().set_nodelay(true);
+            let proxy = Arc::clone(&proxy);
+            let service = service_fn(move |request| Arc::clone(&proxy).handle(request));
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            async move {
+                if let Err(error) = mcpulse_percore::serve_until_stopped(connection, &stop).await {
+                    tracing::debug!(%error, "client connection ended with an error");
+                }
             }
-        }
-    })
+        },
+    )
 }

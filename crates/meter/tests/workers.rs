@@ -5,6 +5,7 @@ mod support;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -65,27 +66,41 @@ async fn sequential_calls(meter: &Meter, clients: usize) -> Vec<reqwest::Client>
 
 #[tokio::test]
 async fn each_worker_keeps_its_own_upstream_connections() {
-    // (workers, upstream connections expected after 4 client connections, reason)
+    let polling = mcpulse_percore::MAX_BUSY_POLL;
+    // (workers, busy polling, upstream connections expected after 4 client connections, reason)
     let cases = [
         (
             1,
+            Duration::ZERO,
             1,
             "one worker reuses its one idle connection for every request",
         ),
         (
             2,
+            Duration::ZERO,
             2,
             "client connections alternate between two workers, each opening one upstream connection and reusing it",
         ),
         (
             4,
+            Duration::ZERO,
             4,
             "four workers take one client connection each and never borrow another worker's connection",
         ),
+        (
+            2,
+            polling,
+            2,
+            "busy polling changes how a worker waits, not which connections it serves and reuses",
+        ),
     ];
-    for (workers, expected, reason) in cases {
+    for (workers, busy_poll, expected, reason) in cases {
         let (upstream, accepted) = counting_upstream().await;
-        let meter = Meter::start(&[upstream], |c| c.workers = workers).await;
+        let meter = Meter::start(&[upstream], |c| {
+            c.workers = workers;
+            c.busy_poll = busy_poll;
+        })
+        .await;
         let clients = sequential_calls(&meter, 4).await;
         assert_eq!(
             accepted.load(Ordering::Relaxed),

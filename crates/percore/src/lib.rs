@@ -7,6 +7,10 @@
 //! fewest open connections.
 #![forbid(unsafe_code)]
 
+mod busy_poll;
+
+pub use busy_poll::{Active, MAX_BUSY_POLL, check_busy_poll};
+
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +52,9 @@ pub struct Spec<'a> {
     /// unanswered, as a listener's backlog is, and open ones drain. Without it a thread stops only when the
     /// pool is shut down or dropped, after serving every connection handed to it.
     pub stop: CancellationToken,
+    /// How long a thread keeps polling its sockets after the last read or write before it sleeps; zero
+    /// sleeps at once. See [`Active`].
+    pub busy_poll: Duration,
 }
 
 /// One thread as the acceptor sees it.
@@ -80,7 +87,7 @@ impl Pool {
     /// when the thread stops, and the future should then finish the exchange in progress and return.
     pub fn start<S, F>(spec: Spec<'_>, serve: S) -> std::io::Result<Self>
     where
-        S: Fn(TcpStream, CancellationToken) -> F + Clone + Send + 'static,
+        S: Fn(Active<TcpStream>, CancellationToken) -> F + Clone + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
         let mut threads = Vec::with_capacity(spec.threads);
@@ -88,6 +95,9 @@ impl Pool {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            if !spec.busy_poll.is_zero() {
+                runtime.spawn(busy_poll::poll_busily(spec.busy_poll));
+            }
             let (connections, incoming) = mpsc::unbounded_channel();
             let (done, stopped) = oneshot::channel::<()>();
             let open = Arc::new(AtomicUsize::new(0));
@@ -188,7 +198,7 @@ async fn serve_handed<S, F>(
     stop: CancellationToken,
     grace: Duration,
 ) where
-    S: Fn(TcpStream, CancellationToken) -> F,
+    S: Fn(Active<TcpStream>, CancellationToken) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
     let connections = TaskTracker::new();
@@ -206,7 +216,7 @@ async fn serve_handed<S, F>(
                 continue;
             }
         };
-        let serving = serve(stream, stop.clone());
+        let serving = serve(Active::new(stream), stop.clone());
         connections.spawn(async move {
             let _counted = counted;
             serving.await;
@@ -243,12 +253,13 @@ mod tests {
             threads,
             grace,
             stop: stop.clone(),
+            busy_poll: Duration::ZERO,
         }
     }
 
     /// Writes which thread took the connection, then holds it open until the peer closes it or the thread
     /// stops.
-    async fn report_thread(mut stream: TcpStream, stop: CancellationToken) {
+    async fn report_thread(mut stream: Active<TcpStream>, stop: CancellationToken) {
         let name = std::thread::current()
             .name()
             .unwrap_or("unnamed")
@@ -339,6 +350,100 @@ mod tests {
         );
     }
 
+    /// Answers each byte it reads: `p` with how often this thread's runtime has slept (parked) so far, `c` with
+    /// the CPU time this thread has used, in ns; both as 8 little-endian bytes.
+    async fn report_sleep(mut stream: Active<TcpStream>, stop: CancellationToken) {
+        let mut asked = [0u8; 1];
+        loop {
+            tokio::select! {
+                read = stream.read_exact(&mut asked) => if read.is_err() { break },
+                () = stop.cancelled() => break,
+            }
+            let answer = match asked[0] {
+                b'p' => tokio::runtime::Handle::current()
+                    .metrics()
+                    .worker_park_count(0),
+                _ => std::fs::read_to_string("/proc/thread-self/schedstat")
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(u64::MAX),
+            };
+            if stream.write_all(&answer.to_le_bytes()).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn ask(client: &mut TcpStream, question: u8) -> u64 {
+        client.write_all(&[question]).await.expect("asks");
+        let mut answer = [0u8; 8];
+        client.read_exact(&mut answer).await.expect("answered");
+        u64::from_le_bytes(answer)
+    }
+
+    /// How often a one-thread pool's runtime slept during 50 back-to-back exchanges on one connection.
+    async fn sleeps_during_exchanges(busy_poll: Duration) -> u64 {
+        let stop = CancellationToken::new();
+        let spec = Spec {
+            busy_poll,
+            ..spec(1, LONG_GRACE, &stop)
+        };
+        let pool = Pool::start(spec, report_sleep).expect("starts");
+        let clients = Clients::new().await;
+        let (server, mut client) = clients.accept().await;
+        client.set_nodelay(true).expect("nodelay");
+        pool.hand_off(server).expect("a thread is running");
+        let before = ask(&mut client, b'p').await;
+        let mut after = before;
+        for _ in 0..50 {
+            after = ask(&mut client, b'p').await;
+        }
+        stop.cancel();
+        pool.shut_down().await;
+        after - before
+    }
+
+    #[tokio::test]
+    async fn a_busy_polling_thread_stays_awake_between_a_clients_requests() {
+        let asleep = sleeps_during_exchanges(Duration::ZERO).await;
+        assert!(
+            asleep >= 25,
+            "without busy polling the thread sleeps after most answers; slept {asleep} times in 50 exchanges"
+        );
+        let polling = sleeps_during_exchanges(MAX_BUSY_POLL).await;
+        // A client preempted for longer than the window lets the thread sleep now and then on a busy machine.
+        assert!(
+            polling <= 10,
+            "a thread polling for {MAX_BUSY_POLL:?} after each answer should rarely sleep; slept {polling} times in 50 exchanges ({asleep} without polling)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_busy_polling_thread_without_traffic_sleeps() {
+        let stop = CancellationToken::new();
+        let spec = Spec {
+            name: "busy-poll-idle",
+            busy_poll: MAX_BUSY_POLL,
+            ..spec(1, LONG_GRACE, &stop)
+        };
+        let pool = Pool::start(spec, report_sleep).expect("starts");
+        let clients = Clients::new().await;
+        let (server, mut client) = clients.accept().await;
+        pool.hand_off(server).expect("a thread is running");
+        let idle = Duration::from_millis(300);
+        let first = ask(&mut client, b'c').await;
+        tokio::time::sleep(idle).await;
+        let second = ask(&mut client, b'c').await;
+        assert_ne!(first, u64::MAX, "the thread's CPU time is readable");
+        let busy = Duration::from_nanos(second - first);
+        assert!(
+            busy < idle / 3,
+            "after one answer the thread may poll for {MAX_BUSY_POLL:?}, then sleeps; it used {busy:?} of CPU in {idle:?}"
+        );
+        stop.cancel();
+        pool.shut_down().await;
+    }
+
     #[tokio::test]
     async fn open_connections_go_to_the_least_loaded_thread_and_are_counted_until_they_close() {
         let stop = CancellationToken::new();
@@ -415,7 +520,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_ignores_the_stop_is_cut_off_after_the_grace_period() {
         let stop = CancellationToken::new();
-        let stubborn = |mut stream: TcpStream, _stop: CancellationToken| async move {
+        let stubborn = |mut stream: Active<TcpStream>, _stop: CancellationToken| async move {
             let mut rest = Vec::new();
             let _ = stream.read_to_end(&mut rest).await;
         };

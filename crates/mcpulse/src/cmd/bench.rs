@@ -20,7 +20,8 @@ enum BenchTarget {
     #[command(
         after_long_help = "Runs a minimal MCP-shaped upstream (or the sample agent: --upstream agent), `mcpulse meter` and nginx (Debian package) on \
 loopback, then for JSON and SSE responses and each client count measures direct, through the meter and through \
-nginx back to back. `added` columns are the difference to direct; `vs direct` is throughput relative to direct."
+nginx back to back; `meter+poll` is a second meter with --busy-poll (see --busy-poll). `added` columns are the \
+difference to direct; `vs direct` is throughput relative to direct."
     )]
     Meter(MeterArgs),
     /// Registry throughput and latency (list, get, heartbeat, register) with 1,000 instances on SQLite, and on PostgreSQL
@@ -59,6 +60,10 @@ struct MeterArgs {
     /// server, so `vs direct` is the throughput a fleet keeps at best (JSON only)
     #[arg(long, value_enum, default_value = "echo")]
     upstream: UpstreamArg,
+    /// Also measure a meter started with `--busy-poll` of this long (route `meter+poll`), next to the default
+    /// meter in the same run; 0s leaves it out
+    #[arg(long, default_value = "200us", value_parser = parse_duration)]
+    busy_poll: Duration,
     /// Count instructions per proxied JSON request under valgrind's callgrind instead of timing: repeatable
     /// on a busy machine. Two runs of N and M requests (--requests N,M) per proxy; the difference cancels
     /// start-up and shutdown. Needs valgrind
@@ -124,9 +129,10 @@ async fn meter(args: MeterArgs) -> Result<i32> {
             UpstreamArg::Echo => UpstreamKind::Echo,
             UpstreamArg::Agent => UpstreamKind::Agent,
         },
+        busy_poll: args.busy_poll,
     };
-    let runs =
-        bench.upstream.formats().len() * bench.clients.len() * if bench.with_nginx { 3 } else { 2 };
+    let routes = 2 + usize::from(bench.with_nginx) + usize::from(!bench.busy_poll.is_zero());
+    let runs = bench.upstream.formats().len() * bench.clients.len() * routes;
     let mut done = 0;
     let rows = mcpulse_bench::run_meter_bench(&bench, |what| {
         done += 1;
@@ -169,7 +175,7 @@ fn micros(duration: Duration) -> f64 {
 
 fn table(rows: &[MeterBenchRow]) -> String {
     let mut out = format!(
-        "{:<6} {:>7} {:<7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6}\n",
+        "{:<6} {:>7} {:<10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6}\n",
         "format",
         "clients",
         "route",
@@ -203,7 +209,7 @@ fn table(rows: &[MeterBenchRow]) -> String {
             _ => ("-".into(), "-".into(), "-".into()),
         };
         out += &format!(
-            "{:<6} {:>7} {:<7} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6}\n",
+            "{:<6} {:>7} {:<10} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6}\n",
             row.format.as_str(),
             row.clients,
             row.route.as_str(),
