@@ -129,7 +129,7 @@ pub struct AgentArgs {
     drain_timeout: Duration,
     /// Shut down (as on SIGTERM) once this process is no longer the agent's parent, so agents started by
     /// `mcpulse up` do not outlive it when it is killed outright
-    #[arg(long, value_name = "PID")]
+    #[arg(long, env = "MCPULSE_AGENT_PARENT_PID", value_name = "PID")]
     parent_pid: Option<u32>,
 }
 

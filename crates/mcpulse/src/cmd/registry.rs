@@ -69,10 +69,10 @@ enum TokenAction {
 #[derive(Args, Debug)]
 struct TokenCreateArgs {
     /// What the token may do: read, publish and register inside its namespace, or everything
-    #[arg(long, value_enum)]
+    #[arg(long, env = "MCPULSE_REGISTRY_TOKEN_ROLE", value_enum)]
     role: RoleArg,
     /// Server names a publisher may write, as a glob such as 'io.example/*' [default: all]
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, env = "MCPULSE_REGISTRY_TOKEN_NAMESPACE", value_name = "GLOB")]
     namespace: Option<String>,
     #[command(flatten)]
     storage: StorageArgs,
