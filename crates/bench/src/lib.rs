@@ -1,6 +1,7 @@
 //! Benchmarks that measure mcpulse against a baseline and a peer in the same run, so noisy machines still give
 //! honest ratios.
 
+mod cpu;
 mod instructions;
 mod load;
 mod memory;

@@ -21,6 +21,8 @@ pub struct LoadResult {
     pub latencies: Vec<Duration>,
     pub elapsed: Duration,
     pub errors: usize,
+    /// CPU time used during the measured run, one entry per entry of what `read_cpu` returned.
+    pub cpu: Vec<Duration>,
 }
 
 impl LoadResult {
@@ -37,13 +39,15 @@ impl LoadResult {
     }
 }
 
-/// Runs `clients` concurrent closed loops POSTing `body` to `url` for `duration` after a warm-up.
+/// Runs `clients` concurrent closed loops POSTing `body` to `url` for `duration` after a warm-up. `read_cpu` is
+/// called as the measured run starts and as it ends, and the differences kept in [`LoadResult::cpu`].
 pub async fn closed_loop(
     url: &str,
     body: &'static str,
     clients: usize,
     warmup: Duration,
     duration: Duration,
+    read_cpu: &dyn Fn() -> Vec<Duration>,
 ) -> LoadResult {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -51,7 +55,14 @@ pub async fn closed_loop(
         .pool_max_idle_per_host(clients)
         .build(connector);
     let _ = run(&client, url, body, clients, warmup).await;
-    run(&client, url, body, clients, duration).await
+    let before = read_cpu();
+    let mut result = run(&client, url, body, clients, duration).await;
+    result.cpu = read_cpu()
+        .into_iter()
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before))
+        .collect();
+    result
 }
 
 async fn run(
@@ -97,6 +108,7 @@ async fn run(
         latencies: Vec::new(),
         elapsed: Duration::ZERO,
         errors: 0,
+        cpu: Vec::new(),
     };
     for task in tasks {
         if let Ok((latencies, errors)) = task.await {
@@ -119,6 +131,7 @@ mod tests {
             latencies: (1..=100).map(Duration::from_micros).collect(),
             elapsed: Duration::from_secs(1),
             errors: 0,
+            cpu: Vec::new(),
         };
         assert_eq!(result.percentile(50.0), Duration::from_micros(51));
         assert_eq!(result.percentile(99.0), Duration::from_micros(99));

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::BenchError;
+use crate::cpu::{process_cpu, tree_cpu};
 use crate::load::{CALL, LoadResult, closed_loop};
 use crate::nginx::Nginx;
 use crate::upstream::FastUpstream;
@@ -100,6 +101,37 @@ pub struct MeterBenchRow {
     pub clients: usize,
     pub route: Route,
     pub result: LoadResult,
+    /// CPU time of the client and the upstream together during the run (this process, plus the agent when it
+    /// is the upstream).
+    pub ends_cpu: Duration,
+    /// CPU time of the proxy process (nginx with its workers) during the run; `None` for a direct connection.
+    pub proxy_cpu: Option<Duration>,
+}
+
+impl MeterBenchRow {
+    fn per_request(&self, cpu: Duration) -> Duration {
+        let requests = u32::try_from(self.result.latencies.len().max(1)).unwrap_or(u32::MAX);
+        cpu / requests
+    }
+
+    /// CPU time the client and the upstream spend per request.
+    pub fn ends_cpu_per_request(&self) -> Duration {
+        self.per_request(self.ends_cpu)
+    }
+
+    /// CPU time the proxy spends per request.
+    pub fn proxy_cpu_per_request(&self) -> Option<Duration> {
+        self.proxy_cpu.map(|cpu| self.per_request(cpu))
+    }
+
+    /// The best throughput relative to direct a proxy with this CPU cost could keep when client, upstream and
+    /// proxy share the machine's cores and the direct run already saturates them: every request then needs the
+    /// ends' CPU plus the proxy's.
+    pub fn cpu_bound_vs_direct(&self) -> Option<f64> {
+        let ends = self.ends_cpu_per_request().as_secs_f64();
+        let proxy = self.proxy_cpu_per_request()?.as_secs_f64();
+        (ends + proxy > 0.0).then(|| ends / (ends + proxy))
+    }
 }
 
 pub(crate) struct KillOnDrop(pub(crate) Child);
@@ -187,7 +219,7 @@ pub async fn run_meter_bench(
     bench: &MeterBench,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<MeterBenchRow>, BenchError> {
-    let (_echo, _agent, upstream_addr) = match bench.upstream {
+    let (_echo, agent, upstream_addr) = match bench.upstream {
         UpstreamKind::Echo => {
             let echo = FastUpstream::start().await?;
             let addr = echo.addr;
@@ -210,13 +242,10 @@ pub async fn run_meter_bench(
             continue;
         }
         let addr = free_addr()?;
-        meters.push(start_meter(
-            &bench.mcpulse,
-            addr,
-            free_addr()?,
-            upstream_addr,
-            busy_poll,
-        )?);
+        meters.push((
+            route,
+            start_meter(&bench.mcpulse, addr, free_addr()?, upstream_addr, busy_poll)?,
+        ));
         wait_listening(addr, "mcpulse meter").await?;
         routes.push((route, addr));
     }
@@ -231,6 +260,18 @@ pub async fn run_meter_bench(
     if let Some(nginx) = &nginx {
         routes.push((Route::Nginx, nginx.addr));
     }
+    // The client (and the echo upstream) run in this process, whose children are the proxies: count it alone.
+    let ends: Vec<u32> = std::iter::once(std::process::id())
+        .chain(agent.as_ref().map(|agent| agent.0.id()))
+        .collect();
+    let proxy_pid = |route: Route| match route {
+        Route::Direct => None,
+        Route::Nginx => nginx.as_ref().map(Nginx::pid),
+        Route::Meter | Route::MeterBusyPoll => meters
+            .iter()
+            .find(|(r, _)| *r == route)
+            .map(|(_, meter)| meter.0.id()),
+    };
     let mut rows = Vec::new();
     for &format in bench.upstream.formats() {
         for &clients in &bench.clients {
@@ -246,19 +287,31 @@ pub async fn run_meter_bench(
                     ""
                 };
                 let url = format!("http://{addr}/mcp{query}");
+                let proxy = proxy_pid(route);
+                let read_cpu = || {
+                    ends.iter()
+                        .map(|&pid| process_cpu(pid))
+                        .chain(proxy.map(tree_cpu))
+                        .collect()
+                };
                 let result = closed_loop(
                     &url,
                     bench.upstream.call(),
                     clients,
                     bench.warmup,
                     bench.duration,
+                    &read_cpu,
                 )
                 .await;
+                let ends_cpu = result.cpu[..ends.len()].iter().sum();
+                let proxy_cpu = proxy.map(|_| result.cpu[ends.len()]);
                 rows.push(MeterBenchRow {
                     format,
                     clients,
                     route,
                     result,
+                    ends_cpu,
+                    proxy_cpu,
                 });
             }
         }

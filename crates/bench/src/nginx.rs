@@ -39,6 +39,13 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The master's process id; its workers are its children.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM lets the master stop its workers; SIGKILL would orphan them, still serving and using CPU.

@@ -21,7 +21,10 @@ enum BenchTarget {
         after_long_help = "Runs a minimal MCP-shaped upstream (or the sample agent: --upstream agent), `mcpulse meter` and nginx (Debian package) on \
 loopback, then for JSON and SSE responses and each client count measures direct, through the meter and through \
 nginx back to back; `meter+poll` is a second meter with --busy-poll (see --busy-poll). `added` columns are the \
-difference to direct; `vs direct` is throughput relative to direct."
+difference to direct; `vs direct` is throughput relative to direct. `CPU µs/req` is the CPU time per request of \
+the client and upstream together (direct rows) or of the proxy alone (read from /proc). `CPU bound` is the most a \
+proxy with that cost could keep of direct's throughput when everything shares the machine's cores and direct \
+already saturates them: ends / (ends + proxy)."
     )]
     Meter(MeterArgs),
     /// Registry throughput and latency (list, get, heartbeat, register) with 1,000 instances on SQLite, and on PostgreSQL
@@ -175,7 +178,7 @@ fn micros(duration: Duration) -> f64 {
 
 fn table(rows: &[MeterBenchRow]) -> String {
     let mut out = format!(
-        "{:<6} {:>7} {:<10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6}\n",
+        "{:<6} {:>7} {:<10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6} {:>10} {:>10}\n",
         "format",
         "clients",
         "route",
@@ -185,7 +188,9 @@ fn table(rows: &[MeterBenchRow]) -> String {
         "added p99",
         "req/s",
         "vs direct",
-        "errors"
+        "errors",
+        "CPU µs/req",
+        "CPU bound"
     );
     for row in rows {
         let direct = rows.iter().find(|r| {
@@ -208,8 +213,15 @@ fn table(rows: &[MeterBenchRow]) -> String {
             ),
             _ => ("-".into(), "-".into(), "-".into()),
         };
+        // Direct: what the client and the upstream spend; a proxy: what the proxy alone spends.
+        let cpu = row
+            .proxy_cpu_per_request()
+            .unwrap_or_else(|| row.ends_cpu_per_request());
+        let bound = row
+            .cpu_bound_vs_direct()
+            .map_or_else(|| "-".to_owned(), |b| format!("{:.1} %", 100.0 * b));
         out += &format!(
-            "{:<6} {:>7} {:<10} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6}\n",
+            "{:<6} {:>7} {:<10} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6} {:>10.1} {:>10}\n",
             row.format.as_str(),
             row.clients,
             row.route.as_str(),
@@ -219,7 +231,9 @@ fn table(rows: &[MeterBenchRow]) -> String {
             added99,
             row.result.throughput(),
             ratio,
-            row.result.errors
+            row.result.errors,
+            micros(cpu),
+            bound
         );
     }
     out
