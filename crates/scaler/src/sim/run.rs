@@ -1031,18 +1031,6 @@ pub fn simulate(
             let violated = out.latency_p95 > config.slo_p95_seconds
                 || out.wait_mean > config.slo_queue_wait_seconds;
             if violated {
-                if std::env::var("DBG_VIOL").is_ok() {
-                    eprintln!(
-                        "VIOL {:?} k={k} t={}s ready={ready} pods={} arr={:.1} p95={:.2} wait={:.2} backlog={:.1}",
-                        run.kind,
-                        now / 1000,
-                        run.pods.len(),
-                        arrivals[k] / dt,
-                        out.latency_p95,
-                        out.wait_mean,
-                        run.backlog
-                    );
-                }
                 run.violation_ticks += 1;
                 run.episode_start.get_or_insert(k);
             } else if let Some(s) = run.episode_start.take() {
