@@ -7,6 +7,7 @@ mod load;
 mod memory;
 mod meter;
 mod nginx;
+mod pin;
 mod upstream;
 
 pub use instructions::{
@@ -16,6 +17,7 @@ pub use load::{LoadResult, closed_loop};
 pub use memory::{MemoryReport, run_memory_bench};
 pub use meter::{MeterBench, MeterBenchRow, ResponseFormat, Route, UpstreamKind, run_meter_bench};
 pub use nginx::Nginx;
+pub use pin::Placement;
 pub use upstream::FastUpstream;
 
 #[derive(Debug, thiserror::Error)]

@@ -49,7 +49,14 @@ pub async fn run_memory_bench(
 ) -> Result<MemoryReport, BenchError> {
     let upstream = FastUpstream::start().await?;
     let (listen, metrics) = (free_addr()?, free_addr()?);
-    let meter = start_meter(mcpulse, listen, metrics, upstream.addr, Duration::ZERO)?;
+    let meter = start_meter(
+        mcpulse,
+        listen,
+        metrics,
+        upstream.addr,
+        Duration::ZERO,
+        None,
+    )?;
     wait_listening(listen, "mcpulse meter").await?;
     let pid = meter.0.id();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -2,13 +2,14 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::BenchError;
 use crate::cpu::{process_cpu, tree_cpu};
 use crate::load::{CALL, LoadResult, closed_loop};
-use crate::nginx::Nginx;
+use crate::nginx::{Nginx, pinned};
+use crate::pin::Placement;
 use crate::upstream::FastUpstream;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +94,8 @@ pub struct MeterBench {
     pub upstream: UpstreamKind,
     /// A second meter with `--busy-poll` of this long runs next to the first; zero leaves it out.
     pub busy_poll: Duration,
+    /// Where the proxies run: on the machine's cores with everything else (`None`), or on their own.
+    pub placement: Option<Placement>,
 }
 
 #[derive(Clone, Debug)]
@@ -163,9 +166,15 @@ pub(crate) async fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), B
     Err(BenchError::NotListening(what.into()))
 }
 
-/// Starts `mcpulse` with `args`, logging warnings only; `what` names it in errors.
-fn spawn_mcpulse(mcpulse: &Path, args: &[String], what: &str) -> Result<KillOnDrop, BenchError> {
-    Command::new(mcpulse)
+/// Starts `mcpulse` with `args` (on the CPUs of `cpus`, a `taskset -c` list, when given), logging warnings only;
+/// `what` names it in errors.
+fn spawn_mcpulse(
+    mcpulse: &Path,
+    args: &[String],
+    cpus: Option<&str>,
+    what: &str,
+) -> Result<KillOnDrop, BenchError> {
+    pinned(mcpulse, cpus)
         .args(args)
         .env("MCPULSE_LOG", "warn")
         .stdout(Stdio::null())
@@ -178,13 +187,14 @@ fn spawn_mcpulse(mcpulse: &Path, args: &[String], what: &str) -> Result<KillOnDr
 }
 
 /// Starts `mcpulse meter` on `listen`, with its metrics on `metrics`, in front of `upstream`, busy polling for
-/// `busy_poll` after traffic.
+/// `busy_poll` after traffic, on the CPUs of `cpus` (a `taskset -c` list) when given.
 pub(crate) fn start_meter(
     mcpulse: &Path,
     listen: SocketAddr,
     metrics: SocketAddr,
     upstream: SocketAddr,
     busy_poll: Duration,
+    cpus: Option<&str>,
 ) -> Result<KillOnDrop, BenchError> {
     let args = [
         "meter".into(),
@@ -197,7 +207,7 @@ pub(crate) fn start_meter(
         "--busy-poll".into(),
         format!("{}us", busy_poll.as_micros()),
     ];
-    spawn_mcpulse(mcpulse, &args, "meter")
+    spawn_mcpulse(mcpulse, &args, cpus, "meter")
 }
 
 /// Starts the sample agent, stateless, with its metrics on a free port and no registry.
@@ -210,7 +220,7 @@ fn start_agent(mcpulse: &Path, listen: SocketAddr) -> Result<KillOnDrop, BenchEr
         "--metrics-listen".into(),
         free_addr()?.to_string(),
     ];
-    spawn_mcpulse(mcpulse, &args, "agent")
+    spawn_mcpulse(mcpulse, &args, None, "agent")
 }
 
 /// Runs every (format, clients) pair against direct, the meter (with and without busy polling) and nginx back to
@@ -219,6 +229,12 @@ pub async fn run_meter_bench(
     bench: &MeterBench,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<MeterBenchRow>, BenchError> {
+    if let Some(placement) = &bench.placement {
+        // Before the upstream starts, so the agent inherits the placement.
+        placement.pin_this_process_to_ends()?;
+    }
+    let proxy_cpus = bench.placement.as_ref().map(Placement::proxy_list);
+    let proxy_cpus = proxy_cpus.as_deref();
     let (_echo, agent, upstream_addr) = match bench.upstream {
         UpstreamKind::Echo => {
             let echo = FastUpstream::start().await?;
@@ -244,13 +260,20 @@ pub async fn run_meter_bench(
         let addr = free_addr()?;
         meters.push((
             route,
-            start_meter(&bench.mcpulse, addr, free_addr()?, upstream_addr, busy_poll)?,
+            start_meter(
+                &bench.mcpulse,
+                addr,
+                free_addr()?,
+                upstream_addr,
+                busy_poll,
+                proxy_cpus,
+            )?,
         ));
         wait_listening(addr, "mcpulse meter").await?;
         routes.push((route, addr));
     }
     let nginx = if bench.with_nginx {
-        let nginx = Nginx::start(free_addr()?, upstream_addr)?;
+        let nginx = Nginx::start(free_addr()?, upstream_addr, proxy_cpus)?;
         wait_listening(nginx.addr, "nginx").await?;
         Some(nginx)
     } else {
@@ -317,4 +340,48 @@ pub async fn run_meter_bench(
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(requests: u32, ends_cpu_ms: u64, proxy_cpu_ms: Option<u64>) -> MeterBenchRow {
+        MeterBenchRow {
+            format: ResponseFormat::Json,
+            clients: 64,
+            route: if proxy_cpu_ms.is_some() {
+                Route::Meter
+            } else {
+                Route::Direct
+            },
+            result: LoadResult {
+                latencies: vec![Duration::from_micros(100); requests as usize],
+                elapsed: Duration::from_secs(1),
+                errors: 0,
+                cpu: Vec::new(),
+            },
+            ends_cpu: Duration::from_millis(ends_cpu_ms),
+            proxy_cpu: proxy_cpu_ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn the_cpu_bound_shares_each_request_between_the_ends_and_the_proxy() {
+        // 1,000 requests: the ends spend 20 µs each, the proxy 5 µs.
+        let proxied = row(1000, 20, Some(5));
+        assert_eq!(proxied.ends_cpu_per_request(), Duration::from_micros(20));
+        assert_eq!(
+            proxied.proxy_cpu_per_request(),
+            Some(Duration::from_micros(5))
+        );
+        let bound = proxied.cpu_bound_vs_direct().expect("a proxied row has a bound");
+        assert!((bound - 0.8).abs() < 1e-9, "20 / (20 + 5), got {bound}");
+        assert_eq!(row(1000, 20, None).cpu_bound_vs_direct(), None);
+        assert_eq!(
+            row(0, 0, Some(0)).cpu_bound_vs_direct(),
+            None,
+            "no CPU spent, no bound"
+        );
+    }
 }

@@ -17,12 +17,18 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx (Debian's `/usr/sbin/nginx` or the one on PATH) proxying `listen` to `upstream` with
-    /// upstream keep-alive and no buffering, the settings one would use in front of an MCP server.
-    pub fn start(listen: SocketAddr, upstream: SocketAddr) -> Result<Self, BenchError> {
+    /// upstream keep-alive and no buffering, the settings one would use in front of an MCP server. `cpus`
+    /// (a `taskset -c` list) pins it, with one worker per CPU listed; without it nginx runs two workers.
+    pub fn start(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        cpus: Option<&str>,
+    ) -> Result<Self, BenchError> {
         let dir = std::env::temp_dir().join(format!("mcpulse-bench-nginx-{}", std::process::id()));
-        let args = prepare(&dir, listen, upstream, Processes::MasterAndWorkers)?;
+        let workers = cpus.map_or(2, |list| list.split(',').count());
+        let args = prepare(&dir, listen, upstream, Processes::MasterAndWorkers(workers))?;
         let binary = binary();
-        let child = Command::new(binary)
+        let child = pinned(binary, cpus)
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -65,8 +71,20 @@ impl Drop for Nginx {
 /// How nginx runs: as deployed (a master and two workers), or as one process so a profiler sees every instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Processes {
-    MasterAndWorkers,
+    MasterAndWorkers(usize),
     Single,
+}
+
+/// A command running `program`, on the CPUs of `cpus` (a `taskset -c` list) when given.
+pub(crate) fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(list) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", list]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 /// Debian's `/usr/sbin/nginx`, else the one on PATH.
@@ -111,7 +129,7 @@ fn config_text(
 ) -> String {
     let d = dir.display();
     let (workers, master) = match processes {
-        Processes::MasterAndWorkers => (2, "on"),
+        Processes::MasterAndWorkers(workers) => (workers, "on"),
         Processes::Single => (1, "off"),
     };
     format!(

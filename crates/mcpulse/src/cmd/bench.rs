@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use mcpulse_bench::{InstructionsBench, MeterBench, MeterBenchRow, Route, UpstreamKind};
+use mcpulse_bench::{InstructionsBench, MeterBench, MeterBenchRow, Placement, Route, UpstreamKind};
 
 use crate::units::parse_duration;
 
@@ -67,6 +67,11 @@ struct MeterArgs {
     /// meter in the same run; 0s leaves it out
     #[arg(long, default_value = "200us", value_parser = parse_duration)]
     busy_poll: Duration,
+    /// Give the proxies the last CPU to themselves and keep the client and the upstream on the others, as a
+    /// sidecar with its own CPU request runs apart from its clients. Without it everything shares every core,
+    /// so a proxy's CPU comes out of the client's and the upstream's (see the `CPU bound` column)
+    #[arg(long)]
+    pin: bool,
     /// Count instructions per proxied JSON request under valgrind's callgrind instead of timing: repeatable
     /// on a busy machine. Two runs of N and M requests (--requests N,M) per proxy; the difference cancels
     /// start-up and shutdown. Needs valgrind
@@ -133,7 +138,15 @@ async fn meter(args: MeterArgs) -> Result<i32> {
             UpstreamArg::Agent => UpstreamKind::Agent,
         },
         busy_poll: args.busy_poll,
+        placement: args.pin.then(Placement::split_last).transpose()?,
     };
+    if let Some(placement) = &bench.placement {
+        eprintln!(
+            "proxies pinned to CPU {}; client and upstream on CPUs {:?}",
+            placement.proxy_list(),
+            placement.ends
+        );
+    }
     let routes = 2 + usize::from(bench.with_nginx) + usize::from(!bench.busy_poll.is_zero());
     let runs = bench.upstream.formats().len() * bench.clients.len() * routes;
     let mut done = 0;
@@ -145,7 +158,7 @@ async fn meter(args: MeterArgs) -> Result<i32> {
         );
     })
     .await?;
-    print!("{}", table(&rows));
+    print!("{}", table(&rows, bench.placement.is_none()));
     Ok(0)
 }
 
@@ -176,7 +189,8 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-fn table(rows: &[MeterBenchRow]) -> String {
+/// `shared_cores`: the proxies ran on the cores of the client and the upstream, so the CPU bound applies.
+fn table(rows: &[MeterBenchRow], shared_cores: bool) -> String {
     let mut out = format!(
         "{:<6} {:>7} {:<10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>6} {:>10} {:>10}\n",
         "format",
@@ -219,6 +233,7 @@ fn table(rows: &[MeterBenchRow]) -> String {
             .unwrap_or_else(|| row.ends_cpu_per_request());
         let bound = row
             .cpu_bound_vs_direct()
+            .filter(|_| shared_cores)
             .map_or_else(|| "-".to_owned(), |b| format!("{:.1} %", 100.0 * b));
         out += &format!(
             "{:<6} {:>7} {:<10} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6} {:>10.1} {:>10}\n",
