@@ -10,8 +10,8 @@
 //! runtime that drives the agents (their acceptor and metrics listener), for comparison.
 //! `stateless_json_busy_poll` is the stateless agent with `--busy-poll 200us`, next to the one without.
 //!
-//! Criterion's `time` is a mean; the median (the p50) is `median` in
-//! `target/criterion/tool_call_round_trip/<row, with `/` as `_`>/echo/new/estimates.json`.
+//! Criterion's `time` is a mean; the median (p50) is `median` in the row's `new/estimates.json` under
+//! `target/criterion/tool_call_round_trip/`, e.g. `stateless_json_rmcp_pooled/echo/new/estimates.json`.
 
 use std::net::SocketAddr;
 use std::time::Duration;

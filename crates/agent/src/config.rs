@@ -164,8 +164,8 @@ impl AgentConfig {
                 ),
             ));
         }
-        if let Err(message) = mcpulse_percore::check_busy_poll(self.busy_poll) {
-            return Err(AgentError::config("--busy-poll", message));
+        if let Err(too_long) = mcpulse_percore::check_busy_poll(self.busy_poll) {
+            return Err(AgentError::config("--busy-poll", too_long.to_string()));
         }
         if self.max_queue > MAX_QUEUE {
             return Err(AgentError::config(

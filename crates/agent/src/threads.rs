@@ -11,7 +11,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use mcpulse_percore::{Active, Pool, Spec};
+use mcpulse_percore::{Pool, Spec, Watched};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +84,7 @@ pub(crate) async fn serve(
 
 /// Serves HTTP/1.1 or HTTP/2 (prior knowledge) on one connection; once `stop` is cancelled, finishes
 /// the exchange in progress and closes.
-async fn serve_connection(stream: Active<TcpStream>, app: Router, stop: CancellationToken) {
+async fn serve_connection(stream: Watched<TcpStream>, app: Router, stop: CancellationToken) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     if let Err(error) = mcpulse_percore::serve_until_stopped(connection, &stop).await {

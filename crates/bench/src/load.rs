@@ -9,6 +9,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::cpu::CpuSplit;
+
 /// A `tools/call` request with id 1, the shape most MCP traffic has.
 pub(crate) const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#;
 /// Sent with every request, as a client does after `initialize`; a stateless server needs it to know the
@@ -21,8 +23,8 @@ pub struct LoadResult {
     pub latencies: Vec<Duration>,
     pub elapsed: Duration,
     pub errors: usize,
-    /// CPU time used during the measured run, one entry per entry of what `read_cpu` returned.
-    pub cpu: Vec<Duration>,
+    /// CPU time spent during the measured run.
+    pub cpu: CpuSplit,
 }
 
 impl LoadResult {
@@ -40,14 +42,14 @@ impl LoadResult {
 }
 
 /// Runs `clients` concurrent closed loops POSTing `body` to `url` for `duration` after a warm-up. `read_cpu` is
-/// called as the measured run starts and as it ends, and the differences kept in [`LoadResult::cpu`].
+/// called as the measured run starts and as it ends, and the difference kept in [`LoadResult::cpu`].
 pub async fn closed_loop(
     url: &str,
     body: &'static str,
     clients: usize,
     warmup: Duration,
     duration: Duration,
-    read_cpu: &dyn Fn() -> Vec<Duration>,
+    read_cpu: &dyn Fn() -> CpuSplit,
 ) -> LoadResult {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -57,11 +59,7 @@ pub async fn closed_loop(
     let _ = run(&client, url, body, clients, warmup).await;
     let before = read_cpu();
     let mut result = run(&client, url, body, clients, duration).await;
-    result.cpu = read_cpu()
-        .into_iter()
-        .zip(before)
-        .map(|(after, before)| after.saturating_sub(before))
-        .collect();
+    result.cpu = read_cpu().since(before);
     result
 }
 
@@ -108,7 +106,7 @@ async fn run(
         latencies: Vec::new(),
         elapsed: Duration::ZERO,
         errors: 0,
-        cpu: Vec::new(),
+        cpu: CpuSplit::default(),
     };
     for task in tasks {
         if let Ok((latencies, errors)) = task.await {
@@ -131,7 +129,7 @@ mod tests {
             latencies: (1..=100).map(Duration::from_micros).collect(),
             elapsed: Duration::from_secs(1),
             errors: 0,
-            cpu: Vec::new(),
+            cpu: CpuSplit::default(),
         };
         assert_eq!(result.percentile(50.0), Duration::from_micros(51));
         assert_eq!(result.percentile(99.0), Duration::from_micros(99));

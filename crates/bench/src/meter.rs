@@ -6,9 +6,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::BenchError;
-use crate::cpu::{process_cpu, tree_cpu};
+use crate::cpu::{CpuSplit, process_cpu, tree_cpu};
 use crate::load::{CALL, LoadResult, closed_loop};
-use crate::nginx::{Nginx, pinned};
+use crate::nginx::{Nginx, launched, pinned};
 use crate::pin::Placement;
 use crate::upstream::FastUpstream;
 
@@ -104,34 +104,30 @@ pub struct MeterBenchRow {
     pub clients: usize,
     pub route: Route,
     pub result: LoadResult,
-    /// CPU time of the client and the upstream together during the run (this process, plus the agent when it
-    /// is the upstream).
-    pub ends_cpu: Duration,
-    /// CPU time of the proxy process (nginx with its workers) during the run; `None` for a direct connection.
-    pub proxy_cpu: Option<Duration>,
 }
 
 impl MeterBenchRow {
-    fn per_request(&self, cpu: Duration) -> Duration {
-        let requests = u32::try_from(self.result.latencies.len().max(1)).unwrap_or(u32::MAX);
-        cpu / requests
+    /// `cpu` shared out over the run's answered requests; `None` when none was answered.
+    fn per_request(&self, cpu: Duration) -> Option<Duration> {
+        let requests = u32::try_from(self.result.latencies.len()).ok()?;
+        (requests > 0).then(|| cpu / requests)
     }
 
     /// CPU time the client and the upstream spend per request.
-    pub fn ends_cpu_per_request(&self) -> Duration {
-        self.per_request(self.ends_cpu)
+    pub fn client_and_upstream_cpu_per_request(&self) -> Option<Duration> {
+        self.per_request(self.result.cpu.client_and_upstream)
     }
 
-    /// CPU time the proxy spends per request.
+    /// CPU time the proxy spends per request; `None` on a direct connection.
     pub fn proxy_cpu_per_request(&self) -> Option<Duration> {
-        self.proxy_cpu.map(|cpu| self.per_request(cpu))
+        self.per_request(self.result.cpu.proxy?)
     }
 
     /// The best throughput relative to direct a proxy with this CPU cost could keep when client, upstream and
     /// proxy share the machine's cores and the direct run already saturates them: every request then needs the
-    /// ends' CPU plus the proxy's.
+    /// client's and upstream's CPU plus the proxy's.
     pub fn cpu_bound_vs_direct(&self) -> Option<f64> {
-        let ends = self.ends_cpu_per_request().as_secs_f64();
+        let ends = self.client_and_upstream_cpu_per_request()?.as_secs_f64();
         let proxy = self.proxy_cpu_per_request()?.as_secs_f64();
         (ends + proxy > 0.0).then(|| ends / (ends + proxy))
     }
@@ -166,12 +162,11 @@ pub(crate) async fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), B
     Err(BenchError::NotListening(what.into()))
 }
 
-/// Starts `mcpulse` with `args` (on the CPUs of `cpus`, a `taskset -c` list, when given), logging warnings only;
-/// `what` names it in errors.
+/// Starts `mcpulse` with `args` (on `cpus` when given), logging warnings only; `what` names it in errors.
 fn spawn_mcpulse(
     mcpulse: &Path,
     args: &[String],
-    cpus: Option<&str>,
+    cpus: Option<&[usize]>,
     what: &str,
 ) -> Result<KillOnDrop, BenchError> {
     pinned(mcpulse, cpus)
@@ -181,20 +176,20 @@ fn spawn_mcpulse(
         .spawn()
         .map(KillOnDrop)
         .map_err(|source| BenchError::Io {
-            what: format!("start {} {what}", mcpulse.display()),
+            what: format!("start {} {what}", launched(mcpulse.display(), cpus)),
             source,
         })
 }
 
 /// Starts `mcpulse meter` on `listen`, with its metrics on `metrics`, in front of `upstream`, busy polling for
-/// `busy_poll` after traffic, on the CPUs of `cpus` (a `taskset -c` list) when given.
+/// `busy_poll` after traffic, on `cpus` when given.
 pub(crate) fn start_meter(
     mcpulse: &Path,
     listen: SocketAddr,
     metrics: SocketAddr,
     upstream: SocketAddr,
     busy_poll: Duration,
-    cpus: Option<&str>,
+    cpus: Option<&[usize]>,
 ) -> Result<KillOnDrop, BenchError> {
     let args = [
         "meter".into(),
@@ -205,7 +200,7 @@ pub(crate) fn start_meter(
         "--upstream".into(),
         format!("http://{upstream}"),
         "--busy-poll".into(),
-        format!("{}us", busy_poll.as_micros()),
+        format!("{}ns", busy_poll.as_nanos()),
     ];
     spawn_mcpulse(mcpulse, &args, cpus, "meter")
 }
@@ -224,17 +219,16 @@ fn start_agent(mcpulse: &Path, listen: SocketAddr) -> Result<KillOnDrop, BenchEr
 }
 
 /// Runs every (format, clients) pair against direct, the meter (with and without busy polling) and nginx back to
-/// back, so all see the same machine conditions. `progress` hears about each run before it starts.
+/// back, so all see the same machine conditions. With a placement, this process stays pinned afterwards. `progress` hears about each run before it starts.
 pub async fn run_meter_bench(
     bench: &MeterBench,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<MeterBenchRow>, BenchError> {
     if let Some(placement) = &bench.placement {
         // Before the upstream starts, so the agent inherits the placement.
-        placement.pin_this_process_to_ends()?;
+        placement.pin_this_process_to_client_and_upstream()?;
     }
-    let proxy_cpus = bench.placement.as_ref().map(Placement::proxy_list);
-    let proxy_cpus = proxy_cpus.as_deref();
+    let proxy_cpus = bench.placement.as_ref().map(|p| p.proxy.as_slice());
     let (_echo, agent, upstream_addr) = match bench.upstream {
         UpstreamKind::Echo => {
             let echo = FastUpstream::start().await?;
@@ -284,7 +278,7 @@ pub async fn run_meter_bench(
         routes.push((Route::Nginx, nginx.addr));
     }
     // The client (and the echo upstream) run in this process, whose children are the proxies: count it alone.
-    let ends: Vec<u32> = std::iter::once(std::process::id())
+    let client_and_upstream: Vec<u32> = std::iter::once(std::process::id())
         .chain(agent.as_ref().map(|agent| agent.0.id()))
         .collect();
     let proxy_pid = |route: Route| match route {
@@ -311,11 +305,12 @@ pub async fn run_meter_bench(
                 };
                 let url = format!("http://{addr}/mcp{query}");
                 let proxy = proxy_pid(route);
-                let read_cpu = || {
-                    ends.iter()
+                let read_cpu = || CpuSplit {
+                    client_and_upstream: client_and_upstream
+                        .iter()
                         .map(|&pid| process_cpu(pid))
-                        .chain(proxy.map(tree_cpu))
-                        .collect()
+                        .sum(),
+                    proxy: proxy.map(tree_cpu),
                 };
                 let result = closed_loop(
                     &url,
@@ -326,15 +321,11 @@ pub async fn run_meter_bench(
                     &read_cpu,
                 )
                 .await;
-                let ends_cpu = result.cpu[..ends.len()].iter().sum();
-                let proxy_cpu = proxy.map(|_| result.cpu[ends.len()]);
                 rows.push(MeterBenchRow {
                     format,
                     clients,
                     route,
                     result,
-                    ends_cpu,
-                    proxy_cpu,
                 });
             }
         }
@@ -359,10 +350,11 @@ mod tests {
                 latencies: vec![Duration::from_micros(100); requests as usize],
                 elapsed: Duration::from_secs(1),
                 errors: 0,
-                cpu: Vec::new(),
+                cpu: CpuSplit {
+                    client_and_upstream: Duration::from_millis(ends_cpu_ms),
+                    proxy: proxy_cpu_ms.map(Duration::from_millis),
+                },
             },
-            ends_cpu: Duration::from_millis(ends_cpu_ms),
-            proxy_cpu: proxy_cpu_ms.map(Duration::from_millis),
         }
     }
 
@@ -370,18 +362,28 @@ mod tests {
     fn the_cpu_bound_shares_each_request_between_the_ends_and_the_proxy() {
         // 1,000 requests: the ends spend 20 µs each, the proxy 5 µs.
         let proxied = row(1000, 20, Some(5));
-        assert_eq!(proxied.ends_cpu_per_request(), Duration::from_micros(20));
+        assert_eq!(
+            proxied.client_and_upstream_cpu_per_request(),
+            Some(Duration::from_micros(20))
+        );
         assert_eq!(
             proxied.proxy_cpu_per_request(),
             Some(Duration::from_micros(5))
         );
-        let bound = proxied.cpu_bound_vs_direct().expect("a proxied row has a bound");
+        let bound = proxied
+            .cpu_bound_vs_direct()
+            .expect("a proxied row has a bound");
         assert!((bound - 0.8).abs() < 1e-9, "20 / (20 + 5), got {bound}");
         assert_eq!(row(1000, 20, None).cpu_bound_vs_direct(), None);
         assert_eq!(
-            row(0, 0, Some(0)).cpu_bound_vs_direct(),
+            row(1000, 0, Some(0)).cpu_bound_vs_direct(),
             None,
             "no CPU spent, no bound"
+        );
+        assert_eq!(
+            row(0, 20, Some(5)).proxy_cpu_per_request(),
+            None,
+            "with no request answered there is nothing to share the CPU over"
         );
     }
 }

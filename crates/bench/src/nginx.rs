@@ -17,15 +17,15 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx (Debian's `/usr/sbin/nginx` or the one on PATH) proxying `listen` to `upstream` with
-    /// upstream keep-alive and no buffering, the settings one would use in front of an MCP server. `cpus`
-    /// (a `taskset -c` list) pins it, with one worker per CPU listed; without it nginx runs two workers.
+    /// upstream keep-alive and no buffering, the settings one would use in front of an MCP server. Pinned to
+    /// `cpus` it runs one worker per CPU; otherwise two workers.
     pub fn start(
         listen: SocketAddr,
         upstream: SocketAddr,
-        cpus: Option<&str>,
+        cpus: Option<&[usize]>,
     ) -> Result<Self, BenchError> {
         let dir = std::env::temp_dir().join(format!("mcpulse-bench-nginx-{}", std::process::id()));
-        let workers = cpus.map_or(2, |list| list.split(',').count());
+        let workers = cpus.map_or(2, <[usize]>::len);
         let args = prepare(&dir, listen, upstream, Processes::MasterAndWorkers(workers))?;
         let binary = binary();
         let child = pinned(binary, cpus)
@@ -34,7 +34,7 @@ impl Nginx {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|source| BenchError::Io {
-                what: format!("start {binary} (apt-get install nginx)"),
+                what: format!("start {} (apt-get install nginx)", launched(binary, cpus)),
                 source,
             })?;
         Ok(Self {
@@ -43,9 +43,7 @@ impl Nginx {
             dir,
         })
     }
-}
 
-impl Nginx {
     /// The master's process id; its workers are its children.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -75,16 +73,36 @@ pub(crate) enum Processes {
     Single,
 }
 
-/// A command running `program`, on the CPUs of `cpus` (a `taskset -c` list) when given.
-pub(crate) fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> Command {
+/// A command running `program`, on `cpus` when given: through `taskset`, which execs the program, so the
+/// child's pid is the program's.
+pub(crate) fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&[usize]>) -> Command {
     match cpus {
-        Some(list) => {
+        Some(cpus) => {
             let mut command = Command::new("taskset");
-            command.args(["-c", list]).arg(program);
+            command.args(["-c", &cpu_list(cpus)]).arg(program);
             command
         }
         None => Command::new(program),
     }
+}
+
+/// What [`pinned`] starts, as an error message should name it.
+pub(crate) fn launched(program: impl std::fmt::Display, cpus: Option<&[usize]>) -> String {
+    match cpus {
+        Some(cpus) => format!(
+            "taskset -c {} {program} (taskset is in util-linux)",
+            cpu_list(cpus)
+        ),
+        None => program.to_string(),
+    }
+}
+
+/// CPUs as `taskset -c` takes them: `0,2,3`.
+pub(crate) fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Debian's `/usr/sbin/nginx`, else the one on PATH.

@@ -1,6 +1,7 @@
 //! CPU placement for `--pin`: the proxy on a core of its own, the client and the upstream on the others, as a
 //! sidecar with its own CPU request runs next to its server and apart from its clients.
 
+use nix::errno::Errno;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
@@ -9,8 +10,10 @@ use crate::BenchError;
 /// Which CPUs the proxy gets and which the client and upstream keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
+    /// CPUs the proxies run on, and nothing else of the benchmark.
     pub proxy: Vec<usize>,
-    pub ends: Vec<usize>,
+    /// CPUs of this process (the client, the echo upstream) and of the agent it starts as upstream.
+    pub client_and_upstream: Vec<usize>,
 }
 
 impl Placement {
@@ -28,9 +31,9 @@ impl Placement {
 
     fn split(cpus: &[usize]) -> Result<Self, BenchError> {
         match cpus {
-            [ends @ .., proxy] if !ends.is_empty() => Ok(Self {
+            [rest @ .., proxy] if !rest.is_empty() => Ok(Self {
                 proxy: vec![*proxy],
-                ends: ends.to_vec(),
+                client_and_upstream: rest.to_vec(),
             }),
             _ => Err(BenchError::Invalid(format!(
                 "--pin needs at least two CPUs to give the proxy one of its own; this process may use {cpus:?}"
@@ -38,19 +41,11 @@ impl Placement {
         }
     }
 
-    /// The proxy's CPUs as `taskset -c` takes them.
-    pub fn proxy_list(&self) -> String {
-        self.proxy
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// Moves every thread of this process (and so every process it starts afterwards) onto the ends' CPUs.
-    pub fn pin_this_process_to_ends(&self) -> Result<(), BenchError> {
+    /// Moves every thread of this process (and so every process it starts afterwards) onto the client's and
+    /// upstream's CPUs, for good.
+    pub fn pin_this_process_to_client_and_upstream(&self) -> Result<(), BenchError> {
         let mut set = CpuSet::new();
-        for &cpu in &self.ends {
+        for &cpu in &self.client_and_upstream {
             set.set(cpu).map_err(|errno| BenchError::Io {
                 what: format!("select CPU {cpu}"),
                 source: errno.into(),
@@ -64,10 +59,16 @@ impl Placement {
             let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
                 continue;
             };
-            sched_setaffinity(Pid::from_raw(tid), &set).map_err(|errno| BenchError::Io {
-                what: format!("pin thread {tid} to CPUs {:?}", self.ends),
-                source: errno.into(),
-            })?;
+            match sched_setaffinity(Pid::from_raw(tid), &set) {
+                // The thread ended since the listing (an idle blocking-pool thread, say): nothing to pin.
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(errno) => {
+                    return Err(BenchError::Io {
+                        what: format!("pin thread {tid} to CPUs {:?}", self.client_and_upstream),
+                        source: errno.into(),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -81,8 +82,7 @@ mod tests {
     fn the_last_cpu_goes_to_the_proxy() {
         let placement = Placement::split(&[0, 2, 3]).expect("three CPUs split");
         assert_eq!(placement.proxy, [3]);
-        assert_eq!(placement.ends, [0, 2]);
-        assert_eq!(placement.proxy_list(), "3");
+        assert_eq!(placement.client_and_upstream, [0, 2]);
         assert!(
             Placement::split(&[5]).is_err(),
             "one CPU cannot be split between the proxy and the rest"

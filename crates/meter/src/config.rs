@@ -199,8 +199,8 @@ impl MeterConfig {
                 ),
             );
         }
-        if let Err(message) = mcpulse_percore::check_busy_poll(self.busy_poll) {
-            return bad("busy-poll", &message);
+        if let Err(too_long) = mcpulse_percore::check_busy_poll(self.busy_poll) {
+            return bad("busy-poll", &too_long.to_string());
         }
         for (field, value) in [
             ("upstream-timeout", self.upstream_timeout),

@@ -185,7 +185,7 @@ impl Pool {
         stream.set_nodelay(true).map_err(SendError::Connect)?;
         // The upstream's answer is activity too: the worker that forwarded a request keeps polling for it.
         let (sender, connection) =
-            http1::handshake(TokioIo::new(mcpulse_percore::Active::new(stream)))
+            http1::handshake(TokioIo::new(mcpulse_percore::Watched::new(stream)))
                 .await
                 .map_err(|error| SendError::Connect(std::io::Error::other(error)))?;
         tokio::spawn(async move {

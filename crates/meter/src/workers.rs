@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use mcpulse_percore::{Active, Pool, Spec};
+use mcpulse_percore::{Pool, Spec, Watched};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,7 @@ pub fn start(
     let proxy = Arc::clone(proxy);
     Pool::start(
         spec,
-        move |stream: Active<TcpStream>, stop: CancellationToken| {
+        move |stream: Watched<TcpStream>, stop: CancellationToken| {
             let _ = stream.get_ref().set_nodelay(true);
             let proxy = Arc::clone(&proxy);
             let service = service_fn(move |request| Arc::clone(&proxy).handle(request));

@@ -21,12 +21,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// waiting on the answer, and polling past it burns CPU for nothing.
 pub const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
 
+/// A busy-polling window past [`MAX_BUSY_POLL`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "is {0:?}; use 0 (off) to {MAX_BUSY_POLL:?}, e.g. 200us, which is just longer than a client takes to read an answer and send its next request"
+)]
+pub struct BusyPollTooLong(pub Duration);
+
 /// Checks a busy-polling window, saying what to use instead when it is out of range.
-pub fn check_busy_poll(window: Duration) -> Result<(), String> {
+pub fn check_busy_poll(window: Duration) -> Result<(), BusyPollTooLong> {
     if window > MAX_BUSY_POLL {
-        return Err(format!(
-            "is {window:?}; use 0 (off) to {MAX_BUSY_POLL:?}, e.g. 200us: longer than a client takes to read an answer and send its next request"
-        ));
+        return Err(BusyPollTooLong(window));
     }
     Ok(())
 }
@@ -96,11 +101,11 @@ pub(crate) async fn poll_busily(window: Duration) {
     }
 }
 
-/// A socket whose reads and writes count as activity for its thread's busy polling.
+/// A socket watched by its thread's busy poller: its reads and writes count as activity.
 #[derive(Debug)]
-pub struct Active<S>(S);
+pub struct Watched<S>(S);
 
-impl<S> Active<S> {
+impl<S> Watched<S> {
     /// Wraps `socket`; it counts only on a busy-polling pool thread.
     pub fn new(socket: S) -> Self {
         Self(socket)
@@ -112,31 +117,31 @@ impl<S> Active<S> {
     }
 }
 
-/// Notes activity when `outcome` moved bytes.
-fn counted<T>(outcome: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+/// Notes activity when the socket operation completed (bytes moved, or the peer closed).
+fn noting_activity<T>(outcome: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
     if let Poll::Ready(Ok(_)) = outcome {
         note_activity();
     }
     outcome
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Active<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        counted(Pin::new(&mut self.0).poll_read(cx, buf))
+        noting_activity(Pin::new(&mut self.0).poll_read(cx, buf))
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Active<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        counted(Pin::new(&mut self.0).poll_write(cx, buf))
+        noting_activity(Pin::new(&mut self.0).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -144,7 +149,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Active<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        counted(Pin::new(&mut self.0).poll_write_vectored(cx, bufs))
+        noting_activity(Pin::new(&mut self.0).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

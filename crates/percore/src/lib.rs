@@ -9,7 +9,7 @@
 
 mod busy_poll;
 
-pub use busy_poll::{Active, MAX_BUSY_POLL, check_busy_poll};
+pub use busy_poll::{BusyPollTooLong, MAX_BUSY_POLL, Watched, check_busy_poll};
 
 use std::cell::Cell;
 use std::future::Future;
@@ -53,7 +53,7 @@ pub struct Spec<'a> {
     /// pool is shut down or dropped, after serving every connection handed to it.
     pub stop: CancellationToken,
     /// How long a thread keeps polling its sockets after the last read or write before it sleeps; zero
-    /// sleeps at once. See [`Active`].
+    /// sleeps at once. See [`Watched`].
     pub busy_poll: Duration,
 }
 
@@ -87,7 +87,7 @@ impl Pool {
     /// when the thread stops, and the future should then finish the exchange in progress and return.
     pub fn start<S, F>(spec: Spec<'_>, serve: S) -> std::io::Result<Self>
     where
-        S: Fn(Active<TcpStream>, CancellationToken) -> F + Clone + Send + 'static,
+        S: Fn(Watched<TcpStream>, CancellationToken) -> F + Clone + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
         let mut threads = Vec::with_capacity(spec.threads);
@@ -198,7 +198,7 @@ async fn serve_handed<S, F>(
     stop: CancellationToken,
     grace: Duration,
 ) where
-    S: Fn(Active<TcpStream>, CancellationToken) -> F,
+    S: Fn(Watched<TcpStream>, CancellationToken) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
     let connections = TaskTracker::new();
@@ -216,7 +216,7 @@ async fn serve_handed<S, F>(
                 continue;
             }
         };
-        let serving = serve(Active::new(stream), stop.clone());
+        let serving = serve(Watched::new(stream), stop.clone());
         connections.spawn(async move {
             let _counted = counted;
             serving.await;
@@ -259,7 +259,7 @@ mod tests {
 
     /// Writes which thread took the connection, then holds it open until the peer closes it or the thread
     /// stops.
-    async fn report_thread(mut stream: Active<TcpStream>, stop: CancellationToken) {
+    async fn report_thread(mut stream: Watched<TcpStream>, stop: CancellationToken) {
         let name = std::thread::current()
             .name()
             .unwrap_or("unnamed")
@@ -352,7 +352,7 @@ mod tests {
 
     /// Answers each byte it reads: `p` with how often this thread's runtime has slept (parked) so far, `c` with
     /// the CPU time this thread has used, in ns; both as 8 little-endian bytes.
-    async fn report_sleep(mut stream: Active<TcpStream>, stop: CancellationToken) {
+    async fn report_sleep(mut stream: Watched<TcpStream>, stop: CancellationToken) {
         let mut asked = [0u8; 1];
         loop {
             tokio::select! {
@@ -520,7 +520,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_ignores_the_stop_is_cut_off_after_the_grace_period() {
         let stop = CancellationToken::new();
-        let stubborn = |mut stream: Active<TcpStream>, _stop: CancellationToken| async move {
+        let stubborn = |mut stream: Watched<TcpStream>, _stop: CancellationToken| async move {
             let mut rest = Vec::new();
             let _ = stream.read_to_end(&mut rest).await;
         };

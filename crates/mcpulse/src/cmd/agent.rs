@@ -111,7 +111,7 @@ pub struct AgentArgs {
     io_threads: Option<usize>,
     /// After a read or write, keep each connection thread polling its sockets this long before it sleeps
     /// (0 = sleep at once). A client's next request is then read without waking a sleeping CPU, which in a
-    /// virtual machine costs tens of µs per call; 200us takes about a third off a zero-cost call on
+    /// virtual machine costs tens of µs per call; 200us takes about a quarter off a zero-cost call on
     /// loopback. The price is CPU: up to this much polling after each burst of traffic, counted as CPU use
     /// by `top` and by CPU-based autoscaling, so leave it off where replicas scale on CPU. At most 1ms
     #[arg(long, env = "MCPULSE_AGENT_BUSY_POLL", value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]

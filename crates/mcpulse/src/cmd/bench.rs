@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use mcpulse_bench::{InstructionsBench, MeterBench, MeterBenchRow, Placement, Route, UpstreamKind};
 
@@ -65,12 +65,12 @@ struct MeterArgs {
     upstream: UpstreamArg,
     /// Also measure a meter started with `--busy-poll` of this long (route `meter+poll`), next to the default
     /// meter in the same run; 0s leaves it out
-    #[arg(long, default_value = "200us", value_parser = parse_duration)]
+    #[arg(long, default_value = "200us", value_parser = parse_duration, conflicts_with = "instructions")]
     busy_poll: Duration,
     /// Give the proxies the last CPU to themselves and keep the client and the upstream on the others, as a
     /// sidecar with its own CPU request runs apart from its clients. Without it everything shares every core,
     /// so a proxy's CPU comes out of the client's and the upstream's (see the `CPU bound` column)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "instructions")]
     pin: bool,
     /// Count instructions per proxied JSON request under valgrind's callgrind instead of timing: repeatable
     /// on a busy machine. Two runs of N and M requests (--requests N,M) per proxy; the difference cancels
@@ -127,6 +127,7 @@ async fn meter(args: MeterArgs) -> Result<i32> {
     if args.instructions {
         return instructions(args).await;
     }
+    mcpulse_percore::check_busy_poll(args.busy_poll).context("--busy-poll")?;
     let bench = MeterBench {
         mcpulse: std::env::current_exe()?,
         clients: args.clients,
@@ -142,9 +143,8 @@ async fn meter(args: MeterArgs) -> Result<i32> {
     };
     if let Some(placement) = &bench.placement {
         eprintln!(
-            "proxies pinned to CPU {}; client and upstream on CPUs {:?}",
-            placement.proxy_list(),
-            placement.ends
+            "proxies pinned to CPUs {:?}; client and upstream on CPUs {:?}",
+            placement.proxy, placement.client_and_upstream
         );
     }
     let routes = 2 + usize::from(bench.with_nginx) + usize::from(!bench.busy_poll.is_zero());
@@ -230,13 +230,14 @@ fn table(rows: &[MeterBenchRow], shared_cores: bool) -> String {
         // Direct: what the client and the upstream spend; a proxy: what the proxy alone spends.
         let cpu = row
             .proxy_cpu_per_request()
-            .unwrap_or_else(|| row.ends_cpu_per_request());
+            .or_else(|| row.client_and_upstream_cpu_per_request())
+            .map_or_else(|| "-".to_owned(), |cpu| format!("{:.1}", micros(cpu)));
         let bound = row
             .cpu_bound_vs_direct()
             .filter(|_| shared_cores)
             .map_or_else(|| "-".to_owned(), |b| format!("{:.1} %", 100.0 * b));
         out += &format!(
-            "{:<6} {:>7} {:<10} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6} {:>10.1} {:>10}\n",
+            "{:<6} {:>7} {:<10} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.0} {:>9} {:>6} {:>10} {:>10}\n",
             row.format.as_str(),
             row.clients,
             row.route.as_str(),
@@ -247,7 +248,7 @@ fn table(rows: &[MeterBenchRow], shared_cores: bool) -> String {
             row.result.throughput(),
             ratio,
             row.result.errors,
-            micros(cpu),
+            cpu,
             bound
         );
     }
