@@ -1,7 +1,7 @@
 //! The reconciler: reads the target, its pods and Prometheus, runs the engine (and the forecast), then scales
 //! the target (Direct) or raises an HPA's floor (Floor), records Events and writes the status.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,34 @@ struct Entry {
     /// and refits the remembered model, selecting anew every few refits (see `Forecaster`).
     forecaster: Option<FollowedHistory>,
     failures: u32,
+    /// Predicted replicas of the last scale-down window, oldest first (Direct mode). Capacity added ahead
+    /// of a forecast is given back only as the window allows, as the engine does for its own
+    /// recommendations, so a forecast that falls or stops does not flap the target.
+    predicted: VecDeque<(Timestamp, i32)>,
+}
+
+impl Entry {
+    fn new(scaler: Scaler) -> Self {
+        Self {
+            scaler,
+            forecast: None,
+            forecaster: None,
+            failures: 0,
+            predicted: VecDeque::new(),
+        }
+    }
+
+    /// Records this sync's prediction (if any) and returns the highest of the scale-down window.
+    fn hold_prediction(&mut self, predicted: Option<i32>, now: Timestamp) -> Option<i32> {
+        let cutoff = now.minus(self.scaler.scale_down_window());
+        while self.predicted.front().is_some_and(|(at, _)| *at < cutoff) {
+            self.predicted.pop_front();
+        }
+        if let Some(replicas) = predicted {
+            self.predicted.push_back((now, replicas));
+        }
+        self.predicted.iter().map(|(_, replicas)| *replicas).max()
+    }
 }
 
 pub(crate) struct FollowedHistory {
@@ -853,12 +881,9 @@ async fn direct(
                 e.scaler.set_spec(&plan.engine)?;
                 e
             }
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(Entry {
-                scaler: Scaler::new(&plan.engine, ctx.settings.engine)?,
-                forecast: None,
-                forecaster: None,
-                failures: 0,
-            }),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Entry::new(Scaler::new(&plan.engine, ctx.settings.engine)?))
+            }
         };
         Ok(entry.scaler.decide(&obs, engine_now)?)
     })?;
@@ -868,8 +893,12 @@ async fn direct(
         Prediction::Ready(c) => c.replicas,
         _ => None,
     };
+    let held = ctx.with_state(|s| {
+        s.get_mut(&k)
+            .and_then(|entry| entry.hold_prediction(predicted, engine_now))
+    });
     // Prediction only adds capacity, and never while the target is outside its bounds or scaling is off.
-    let desired = match predicted {
+    let desired = match held {
         Some(p) if current > 0 && p > reactive => p.min(obj.spec.max_replicas),
         _ => reactive,
     };
@@ -894,10 +923,21 @@ async fn direct(
     if let Some(p) = predicted {
         explanation.push_str(&format!("; predictive={p}"));
     }
+    if let Some(h) = held.filter(|h| Some(*h) != predicted) {
+        explanation.push_str(&format!(
+            "; predictive held at {h} within the scale-down window"
+        ));
+    }
     if desired > reactive {
-        explanation = format!(
-            "scale up {current} -> {desired} ahead of the forecast; reactive: {explanation}"
-        );
+        let action = if desired == current {
+            format!("hold {current}")
+        } else {
+            format!(
+                "scale {} {current} -> {desired}",
+                direction(current, desired)
+            )
+        };
+        explanation = format!("{action} for the forecast; reactive: {explanation}");
     }
     let dir = direction(current, desired);
     tracing::info!(namespace = %ns, autoscaler = %name, direction = dir, reason = reason.as_str(), %explanation, "decision");
@@ -1087,12 +1127,7 @@ async fn floor(
     let k = (ns.clone(), name.clone());
     ctx.with_state(|s| -> Result<(), KubeError> {
         if let std::collections::hash_map::Entry::Vacant(v) = s.entry(k) {
-            v.insert(Entry {
-                scaler: Scaler::new(&plan.engine, ctx.settings.engine)?,
-                forecast: None,
-                forecaster: None,
-                failures: 0,
-            });
+            v.insert(Entry::new(Scaler::new(&plan.engine, ctx.settings.engine)?));
         }
         Ok(())
     })?;

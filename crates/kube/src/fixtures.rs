@@ -106,6 +106,14 @@ impl FakePrometheus {
     }
 
     /// The range queries asked so far: query, start, end.
+    /// Leaves `query` out of the range table, so asking for it fails as a missing series would.
+    pub fn forget_range(&self, query: &str) {
+        self.range
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(query);
+    }
+
     pub fn range_calls(&self) -> Vec<(String, f64, f64)> {
         self.range_calls
             .lock()

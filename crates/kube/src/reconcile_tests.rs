@@ -631,6 +631,111 @@ async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
     );
 }
 
+#[tokio::test]
+async fn capacity_added_ahead_of_a_forecast_is_held_through_the_scale_down_window() {
+    use crate::fixtures::{NOW_SECS, context_clocked};
+    use crate::leader::Leadership;
+    use crate::prometheus::RangeSeries;
+    use k8s_openapi::jiff;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    let prom = Arc::new(FakePrometheus::default());
+    let query = r#"sum(rate(mcp_messages_total{namespace="agents"}[5m]))"#;
+    // A steady 10 against 2 per pod: five pods predicted.
+    let points = (-576..=0)
+        .map(|i| ((NOW_SECS + i * 300) as f64, 10.0))
+        .collect();
+    prom.set_range(
+        query,
+        vec![RangeSeries {
+            labels: Default::default(),
+            points,
+        }],
+    );
+    // Hardly any queue: on its own the reactive half wants one pod.
+    let two = ["web-0", "web-1"];
+    per_pod(&prom, "mcp_queue_depth", &two.map(|p| (p, 1.0)));
+    let clock_secs = Arc::new(AtomicI64::new(NOW_SECS));
+    let clock = {
+        let secs = clock_secs.clone();
+        Arc::new(move || {
+            jiff::Timestamp::from_second(secs.load(Ordering::SeqCst))
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        })
+    };
+    let (ctx, verifier) = context_clocked(prom.clone(), Leadership::fixed(true), clock);
+    let obj = autoscaler(queue_spec(json!({
+        "predictive": {"query": query, "capacityPerPod": "2", "seasonality": "None"},
+    })));
+    let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(2)).await;
+        v.expect(Method::GET, PODS, pod_list(&two)).await;
+        v.expect(Method::PATCH, SCALE_APPLY, scale(5)).await;
+        v.expect(Method::POST, EVENTS, json!({})).await;
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        let decision = &status["status"]["lastDecision"];
+        assert_eq!(decision["reason"], "Predicted", "{status}");
+        assert_eq!(decision["reactiveReplicas"], 1, "{status}");
+        v
+    })
+    .await;
+    // At the next forecast step the forecast is gone (its series vanished). The reactive half still wants one
+    // pod, but the five added for the forecast stay until the 5-minute scale-down window has passed.
+    prom.forget_range(query);
+    let five = ["web-0", "web-1", "web-2", "web-3", "web-4"];
+    per_pod(&prom, "mcp_queue_depth", &five.map(|p| (p, 1.0)));
+    // The queue depth stays fresh, so what holds the pods is the window, not missing data.
+    let scraped_at = |secs: i64| {
+        prom.set_instant(
+            r#"max(timestamp(mcp_queue_depth{namespace="agents"}))"#.to_owned(),
+            vec![crate::fixtures::series(&[], (secs - 10) as f64)],
+        );
+    };
+    scraped_at(NOW_SECS + 300);
+    clock_secs.store(NOW_SECS + 300, Ordering::SeqCst);
+    let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(5)).await;
+        v.expect(Method::GET, PODS, pod_list(&five)).await;
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(status["status"]["desiredReplicas"], 5, "{status}");
+        assert_eq!(
+            condition(&status, "MetricsAvailable")["status"],
+            "True",
+            "{status}"
+        );
+        assert_eq!(status["status"]["lastDecision"]["reactiveReplicas"], 1);
+        assert_eq!(
+            condition(&status, "PredictionActive")["status"],
+            "False",
+            "{status}"
+        );
+        let explanation = status["status"]["lastDecision"]["explanation"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            explanation.contains("predictive held at 5"),
+            "{explanation}"
+        );
+        v
+    })
+    .await;
+    // Past the window the capacity goes back: down to the one pod the queue needs (before that, the pods'
+    // sessions are looked up to pick which go first).
+    scraped_at(NOW_SECS + 601);
+    clock_secs.store(NOW_SECS + 601, Ordering::SeqCst);
+    run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(5)).await;
+        v.expect(Method::GET, PODS, pod_list(&five)).await;
+        let patch = v.expect(Method::PATCH, SCALE_APPLY, scale(1)).await;
+        assert_eq!(patch["spec"], json!({"replicas": 1}));
+        v.expect(Method::POST, EVENTS, json!({})).await;
+        let status = v.expect(Method::PATCH, STATUS, stored()).await;
+        assert_eq!(status["status"]["desiredReplicas"], 1, "{status}");
+        v
+    })
+    .await;
+}
+
 /// The queue model of the tests: 10 requests/s per pod over 4 workers (0.4 s each), p95 2 s, wait 0.5 s.
 fn queue_model_json() -> Value {
     json!({"capacityPerPod": "10", "concurrencyPerPod": 4, "latencyP95Milliseconds": 2000, "queueWaitMilliseconds": 500})

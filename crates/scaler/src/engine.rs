@@ -269,6 +269,19 @@ impl Scaler {
         &self.spec
     }
 
+    /// How long a recommendation holds replicas against a scale-down: `behavior`'s scale-down stabilization
+    /// window, or the controller's on the legacy path.
+    pub fn scale_down_window(&self) -> Duration {
+        self.spec
+            .behavior
+            .as_ref()
+            .map_or(self.config.downscale_stabilization_window, |behavior| {
+                Duration::from_secs(
+                    u64::try_from(behavior.scale_down.stabilization_window_seconds).unwrap_or(0),
+                )
+            })
+    }
+
     pub fn state(&self) -> &ScalerState {
         &self.state
     }

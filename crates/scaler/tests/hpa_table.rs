@@ -572,3 +572,52 @@ fn decision_serializes_for_the_simulator() {
         d.log_line()
     );
 }
+
+#[test]
+fn the_scale_down_window_is_the_behaviors_or_else_the_controllers() {
+    // (behavior's scale-down window, controller's legacy window, expected, why)
+    let cases = [
+        (
+            None,
+            300,
+            300,
+            "no behavior: the controller's --horizontal-pod-autoscaler-downscale-stabilization",
+        ),
+        (None, 120, 120, "a shorter controller window is used as set"),
+        (
+            Some(60),
+            300,
+            60,
+            "behavior's own window wins over the controller's",
+        ),
+        (Some(0), 300, 0, "a zero window scales down at once"),
+    ];
+    for (behavior_window, legacy, expected, why) in cases {
+        let behavior = behavior_window.map(|seconds| HorizontalPodAutoscalerBehavior {
+            scale_up: None,
+            scale_down: Some(HpaScalingRules {
+                stabilization_window_seconds: Some(seconds),
+                ..HpaScalingRules::default()
+            }),
+        });
+        let config = ControllerConfig {
+            downscale_stabilization_window: std::time::Duration::from_secs(legacy),
+            ..ControllerConfig::default()
+        };
+        let scaler = Scaler::new(
+            &spec(
+                1,
+                5,
+                vec![MetricSpec::resource_utilization("cpu", 50)],
+                behavior,
+            ),
+            config,
+        )
+        .expect("valid");
+        assert_eq!(
+            scaler.scale_down_window(),
+            std::time::Duration::from_secs(expected),
+            "{why}"
+        );
+    }
+}
