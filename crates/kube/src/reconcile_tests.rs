@@ -1,17 +1,22 @@
 //! Reconcile tests: each reads as the list of API calls the reconciler must make, answered by a mock API server.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use http::Method;
+use k8s_openapi::jiff;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use crate::controller::reconcile;
 use crate::crd::McpAutoscaler;
 use crate::fixtures::{
-    ApiServerVerifier, FakePrometheus, autoscaler, context, flat_history, per_pod, pod_list, scale,
+    ApiServerVerifier, FakePrometheus, NOW_SECS, autoscaler, context, context_clocked,
+    flat_history, per_pod, pod_list, scale,
 };
+use crate::leader::Leadership;
+use crate::prometheus::RangeSeries;
 
 const SCALE: &str = "/apis/apps/v1/namespaces/agents/deployments/web/scale";
 const SCALE_APPLY: &str =
@@ -531,21 +536,23 @@ fn range_answers_are_put_on_a_regular_grid() {
     );
 }
 
-#[tokio::test]
-async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
-    use crate::fixtures::{NOW_SECS, context_clocked};
-    use crate::leader::Leadership;
-    use crate::prometheus::RangeSeries;
-    use k8s_openapi::jiff;
-    use std::sync::atomic::{AtomicI64, Ordering};
+/// The load signal the predictive tests forecast.
+const LOAD_QUERY: &str = r#"sum(rate(mcp_messages_total{namespace="agents"}[5m]))"#;
 
+/// A steady 10 in [`LOAD_QUERY`] at 5-minute steps, from two days before [`NOW_SECS`] to three steps after it,
+/// and a leader controller whose clock reads the returned seconds (starting at `NOW_SECS`).
+fn steady_load_with_a_clock() -> (
+    Arc<FakePrometheus>,
+    Arc<AtomicI64>,
+    Arc<crate::Context>,
+    ApiServerVerifier,
+) {
     let prom = Arc::new(FakePrometheus::default());
-    let query = r#"sum(rate(mcp_messages_total{namespace="agents"}[5m]))"#;
     let points = (-576..=3)
         .map(|i| ((NOW_SECS + i * 300) as f64, 10.0))
         .collect();
     prom.set_range(
-        query,
+        LOAD_QUERY,
         vec![RangeSeries {
             labels: Default::default(),
             points,
@@ -560,6 +567,13 @@ async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
         })
     };
     let (ctx, verifier) = context_clocked(prom.clone(), Leadership::fixed(true), clock);
+    (prom, clock_secs, ctx, verifier)
+}
+
+#[tokio::test]
+async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
+    let (prom, clock_secs, ctx, verifier) = steady_load_with_a_clock();
+    let query = LOAD_QUERY;
     let obj = autoscaler(queue_spec(json!({
         "mode": "Floor",
         "hpaRef": {"name": "web"},
@@ -633,37 +647,12 @@ async fn a_followed_forecaster_fetches_only_the_steps_since_its_last_look() {
 
 #[tokio::test]
 async fn capacity_added_ahead_of_a_forecast_is_held_through_the_scale_down_window() {
-    use crate::fixtures::{NOW_SECS, context_clocked};
-    use crate::leader::Leadership;
-    use crate::prometheus::RangeSeries;
-    use k8s_openapi::jiff;
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    let prom = Arc::new(FakePrometheus::default());
-    let query = r#"sum(rate(mcp_messages_total{namespace="agents"}[5m]))"#;
     // A steady 10 against 2 per pod: five pods predicted.
-    let points = (-576..=0)
-        .map(|i| ((NOW_SECS + i * 300) as f64, 10.0))
-        .collect();
-    prom.set_range(
-        query,
-        vec![RangeSeries {
-            labels: Default::default(),
-            points,
-        }],
-    );
+    let (prom, clock_secs, ctx, verifier) = steady_load_with_a_clock();
+    let query = LOAD_QUERY;
     // Hardly any queue: on its own the reactive half wants one pod.
     let two = ["web-0", "web-1"];
     per_pod(&prom, "mcp_queue_depth", &two.map(|p| (p, 1.0)));
-    let clock_secs = Arc::new(AtomicI64::new(NOW_SECS));
-    let clock = {
-        let secs = clock_secs.clone();
-        Arc::new(move || {
-            jiff::Timestamp::from_second(secs.load(Ordering::SeqCst))
-                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        })
-    };
-    let (ctx, verifier) = context_clocked(prom.clone(), Leadership::fixed(true), clock);
     let obj = autoscaler(queue_spec(json!({
         "predictive": {"query": query, "capacityPerPod": "2", "seasonality": "None"},
     })));
