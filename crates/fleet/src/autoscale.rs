@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcpulse_scaler::{
     AutoscalerSpec, ConditionStatus, ControllerConfig, Decision, MetricObservation, Observation,
-    PodInfo, PodPhase, PodSample, Quantity, ReadyCondition, Scaler, Timestamp,
+    PodInfo, PodPhase, PodSample, PredictionHold, Quantity, ReadyCondition, Scaler, Timestamp,
 };
 
 use crate::FleetError;
@@ -21,6 +21,9 @@ pub struct AgentLoad {
 pub struct Autoscaler {
     scaler: Scaler,
     period: Duration,
+    /// Trusted predictions of the scale-down window: agents started for a forecast stay as long as the
+    /// engine would keep its own recommendation.
+    predicted: PredictionHold,
 }
 
 pub fn now() -> Timestamp {
@@ -63,7 +66,19 @@ impl Autoscaler {
                 field: "autoscaler".into(),
                 message: e.to_string(),
             })?;
-        Ok(Self { scaler, period })
+        Ok(Self {
+            scaler,
+            period,
+            predicted: PredictionHold::default(),
+        })
+    }
+
+    /// Records this decision's trusted prediction (if any) and returns the highest of the scale-down window.
+    pub fn hold_prediction(&mut self, predicted: Option<u32>, at: Timestamp) -> Option<u32> {
+        let predicted = predicted.map(|p| i32::try_from(p).unwrap_or(i32::MAX));
+        self.predicted
+            .hold(predicted, at, self.scaler.scale_down_window())
+            .map(|held| u32::try_from(held.max(0)).unwrap_or(0))
     }
 
     /// One decision for `current` replicas given each agent's load.
@@ -157,6 +172,24 @@ mod tests {
         assert_eq!(
             after.desired_replicas, 1,
             "after the window it scales to the minimum"
+        );
+    }
+
+    #[test]
+    fn a_prediction_is_held_for_the_fleets_scale_down_window() {
+        let at = |secs: i64| Timestamp::from_secs(3_000_000 + secs);
+        let mut scaler =
+            Autoscaler::new(1, 10, 2.0, Duration::from_secs(30), Duration::from_secs(5)).unwrap();
+        assert_eq!(scaler.hold_prediction(Some(6), at(0)), Some(6));
+        assert_eq!(
+            scaler.hold_prediction(None, at(30)),
+            Some(6),
+            "an untrusted forecast does not release the agents within the 30 s window"
+        );
+        assert_eq!(
+            scaler.hold_prediction(Some(2), at(31)),
+            Some(2),
+            "past the window the newer, lower prediction stands"
         );
     }
 

@@ -382,7 +382,8 @@ pub async fn run(
                 .collect();
             load_sums.clear();
             let running = u32::try_from(loads.len()).unwrap_or(u32::MAX);
-            match autoscaler.decide(&loads, running, autoscale::now()) {
+            let at = autoscale::now();
+            match autoscaler.decide(&loads, running, at) {
                 Ok(decision) => {
                     reactive = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
                     prediction = if config.predictive {
@@ -394,18 +395,27 @@ pub async fn run(
                     };
                     desired = reactive;
                     let mut line = decision.log_line();
-                    if let Prediction::Trusted {
-                        replicas,
-                        peak_rate,
-                        capacity_per_agent,
-                    } = &prediction
-                        && *replicas > reactive
-                    {
-                        desired = *replicas;
-                        line = format!(
-                            "scale up {running} -> {desired} (predictive): forecast peak {peak_rate:.1} req/s within \
-                             10 s at {capacity_per_agent:.1} req/s per agent needs {desired}; reactive wanted {reactive}"
-                        );
+                    let trusted = match &prediction {
+                        Prediction::Trusted { replicas, .. } => Some(*replicas),
+                        _ => None,
+                    };
+                    let held = autoscaler.hold_prediction(trusted, at);
+                    if let Some(held) = held.filter(|held| *held > reactive) {
+                        desired = held;
+                        line = match &prediction {
+                            Prediction::Trusted {
+                                replicas,
+                                peak_rate,
+                                capacity_per_agent,
+                            } if *replicas == held => format!(
+                                "scale {} {running} -> {desired} (predictive): forecast peak {peak_rate:.1} req/s within \
+                                 10 s at {capacity_per_agent:.1} req/s per agent needs {desired}; reactive wanted {reactive}",
+                                if desired > running { "up" } else { "down" }
+                            ),
+                            _ => format!(
+                                "hold {desired} for an earlier forecast within the scale-down window; reactive wanted {reactive}"
+                            ),
+                        };
                     }
                     if desired != running {
                         on_event(&line);

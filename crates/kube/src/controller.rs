@@ -1,7 +1,7 @@
 //! The reconciler: reads the target, its pods and Prometheus, runs the engine (and the forecast), then scales
 //! the target (Direct) or raises an HPA's floor (Floor), records Events and writes the status.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,9 @@ use mcpulse_scaler::forecast::{
     Forecast, ForecastConfig, Forecaster, MAX_HISTORY_LIMIT, RefitPolicy, fill_gaps,
     prediction_trustworthy, predictive_replicas,
 };
-use mcpulse_scaler::{ConditionStatus, ControllerConfig, Decision, Scaler, Timestamp};
+use mcpulse_scaler::{
+    ConditionStatus, ControllerConfig, Decision, PredictionHold, Scaler, Timestamp,
+};
 use serde_json::json;
 
 use crate::crd::{
@@ -81,10 +83,9 @@ struct Entry {
     /// and refits the remembered model, selecting anew every few refits (see `Forecaster`).
     forecaster: Option<FollowedHistory>,
     failures: u32,
-    /// Predicted replicas of the last scale-down window, oldest first (Direct mode). Capacity added ahead
-    /// of a forecast is given back only as the window allows, as the engine does for its own
-    /// recommendations, so a forecast that falls or stops does not flap the target.
-    predicted: VecDeque<(Timestamp, i32)>,
+    /// Predictions of the last scale-down window (Direct mode), so capacity added ahead of a forecast is given
+    /// back only as the window allows.
+    predicted: PredictionHold,
 }
 
 impl Entry {
@@ -94,20 +95,14 @@ impl Entry {
             forecast: None,
             forecaster: None,
             failures: 0,
-            predicted: VecDeque::new(),
+            predicted: PredictionHold::default(),
         }
     }
 
     /// Records this sync's prediction (if any) and returns the highest of the scale-down window.
     fn hold_prediction(&mut self, predicted: Option<i32>, now: Timestamp) -> Option<i32> {
-        let cutoff = now.minus(self.scaler.scale_down_window());
-        while self.predicted.front().is_some_and(|(at, _)| *at < cutoff) {
-            self.predicted.pop_front();
-        }
-        if let Some(replicas) = predicted {
-            self.predicted.push_back((now, replicas));
-        }
-        self.predicted.iter().map(|(_, replicas)| *replicas).max()
+        let window = self.scaler.scale_down_window();
+        self.predicted.hold(predicted, now, window)
     }
 }
 

@@ -10,6 +10,7 @@ mod behavior;
 mod engine;
 mod error;
 pub mod forecast;
+mod hold;
 mod quantity;
 mod replicas;
 pub mod sim;
@@ -24,6 +25,7 @@ pub use engine::{
     MetricOutcome, Scaler,
 };
 pub use error::ScalerError;
+pub use hold::PredictionHold;
 pub use quantity::Quantity;
 pub use replicas::{
     MAX_PODS, MAX_SERIES, MetricFailure, MetricObservation, Observation, PodInfo, PodPhase,
