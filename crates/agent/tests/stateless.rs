@@ -1,4 +1,4 @@
-//! The agent in stateless mode: plain JSON answers, no sessions, shared pool and drain, through a real rmcp client and raw HTTP.
+//! The agent in stateless mode (and stateless protocol requests to a stateful agent): plain JSON answers, no sessions, shared pool and drain, through a real rmcp client and raw HTTP.
 
 mod common;
 
@@ -159,4 +159,62 @@ async fn drain_refuses_every_new_request_and_finishes_in_flight_ones() {
         assert_eq!(header(&refused, "retry-after"), Some("1"), "{headers:?}");
     }
     finish_drain(agent, in_flight).await;
+}
+
+#[tokio::test]
+async fn a_stateful_agent_serves_a_sessionless_protocol_client_without_counting_a_session() {
+    // 2026-07-28 has no initialize: the lifecycle rides in every request's `_meta`, and rmcp serves such
+    // requests statelessly even on a stateful agent.
+    let agent = start(config()).await;
+    let call = json!({
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {
+            "name": "echo",
+            "arguments": {"message": "sessionless"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "draft-client", "version": "1"}
+            }
+        }
+    })
+    .to_string();
+    for _ in 0..3 {
+        let called = post(
+            &agent,
+            call.clone(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "echo"),
+            ],
+        )
+        .await;
+        assert_eq!(called.status(), 200);
+        assert_eq!(header(&called, "mcp-session-id"), None, "no session");
+        let text = called.text().await.expect("answer");
+        assert!(text.contains("sessionless"), "{text}");
+    }
+    let metrics = scrape(agent.bound).await;
+    assert_eq!(operations(&metrics, "tools/call", "echo", ""), 3.0);
+    assert_eq!(metrics.value("mcp_server_sessions_active", &[]), Some(0.0));
+    // A session, however short, would show as a started-sessions counter and an ended-session duration.
+    let session_samples: Vec<String> = metrics
+        .families
+        .iter()
+        .flat_map(|family| &family.samples)
+        .filter(|s| {
+            s.value > 0.0
+                && (s.name == "mcp_server_sessions_total"
+                    || s.name == "mcp_server_session_duration_seconds_count")
+        })
+        .map(|s| format!("{} {:?} {}", s.name, s.labels, s.value))
+        .collect();
+    assert!(
+        session_samples.is_empty(),
+        "three requests without a handshake open no session: {session_samples:?}"
+    );
+    agent.stop().await.expect("clean shutdown");
 }
