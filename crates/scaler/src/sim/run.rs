@@ -13,6 +13,7 @@ use super::predict::{Band, LoadPredictor};
 use super::rng::Rng;
 use super::trace::Trace;
 use crate::engine::{ControllerConfig, Scaler};
+use crate::hold::PredictionHold;
 use crate::quantity::Quantity;
 use crate::replicas::{MetricObservation, Observation, PodInfo, PodPhase, PodSample};
 use crate::sizing::QueueModel;
@@ -407,11 +408,6 @@ impl SimConfig {
             PolicyKind::Mcpulse => {
                 vec![
                     MetricSpec::resource_utilization("cpu", self.mcpulse_cpu_target_percent),
-                    // The value is already a replica count, so one unit per pod.
-                    MetricSpec::external(
-                        "predicted_replicas",
-                        MetricTarget::average_value(Quantity::from_units(1)),
-                    ),
                     // The same queue-model sizing applied to the arrival rate of the latest scrape
                     // interval plus its backlog: reacts within one scrape, with the headroom a small
                     // fleet needs and CPU lacks. No per-pod in-flight target: it kept ordering pods for
@@ -642,6 +638,8 @@ struct Run {
     worst_p95: f64,
     syncs: u64,
     active_syncs: u64,
+    /// `mcpulse`'s predictions of the scale-down window, combined after the engine as the controller does.
+    predicted: PredictionHold,
 }
 
 impl Run {
@@ -665,6 +663,7 @@ impl Run {
             worst_p95: 0.0,
             syncs: 0,
             active_syncs: 0,
+            predicted: PredictionHold::default(),
         }
     }
 
@@ -764,12 +763,7 @@ fn served_sampled_tick(ready_at: i64, clock: &Clock, scraped: i64) -> bool {
     ready_at <= scraped - clock.tick
 }
 
-fn observe(
-    run: &Run,
-    clock: &Clock,
-    now: i64,
-    external: [f64; 2],
-) -> Result<Observation, SimError> {
+fn observe(run: &Run, clock: &Clock, now: i64, arrival_pods: f64) -> Result<Observation, SimError> {
     let scraped = clock.scraped_at(now);
     let mut pods = Vec::with_capacity(run.pods.len());
     let mut cpu_samples = Vec::new();
@@ -832,10 +826,7 @@ fn observe(
         PolicyKind::Mcpulse => vec![
             cpu_obs,
             MetricObservation::External {
-                values: vec![Quantity::from_f64(external[0])?],
-            },
-            MetricObservation::External {
-                values: vec![Quantity::from_f64(external[1])?],
+                values: vec![Quantity::from_f64(arrival_pods)?],
             },
         ],
         PolicyKind::Oracle => Vec::new(),
@@ -1004,11 +995,21 @@ pub fn simulate(
                     } else {
                         0.0
                     };
-                    let obs = observe(run, &clock, now, [predicted, arrival_pods])?;
+                    let obs = observe(run, &clock, now, arrival_pods)?;
                     if let Some(scaler) = run.scaler.as_mut() {
-                        let decision = scaler.decide(&obs, clock.abs(now))?;
-                        let desired =
-                            u32::try_from(decision.desired_replicas).unwrap_or(config.min_replicas);
+                        let at = clock.abs(now);
+                        let decision = scaler.decide(&obs, at)?;
+                        // As the controller does: prediction only adds to what the engine decided, and is
+                        // held through the scale-down window like the engine's own recommendations.
+                        let prediction = (active && predicted > 0.0)
+                            .then(|| i32::try_from(predicted as i64).unwrap_or(i32::MAX));
+                        let held = run
+                            .predicted
+                            .hold(prediction, at, scaler.scale_down_window());
+                        let desired = held.map_or(decision.desired_replicas, |p| {
+                            p.max(decision.desired_replicas)
+                        });
+                        let desired = u32::try_from(desired).unwrap_or(config.min_replicas);
                         run.resize(desired.clamp(config.min_replicas, config.max_replicas), now);
                     }
                 }
@@ -1222,7 +1223,7 @@ mod tests {
         // The old pod served the whole window; the new one became ready at 45 s.
         let mut run = run_with(&[-120_000, -15_000], inflight);
         run.kind = PolicyKind::HpaQueue;
-        let obs = observe(&run, &clock, 75_000, [0.0, 0.0]).expect("observes");
+        let obs = observe(&run, &clock, 75_000, 0.0).expect("observes");
         let MetricObservation::Pods { samples } = &obs.metrics[0] else {
             panic!("hpa-queue observes in flight per pod: {:?}", obs.metrics);
         };
