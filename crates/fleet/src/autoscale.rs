@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcpulse_scaler::{
     AutoscalerSpec, ConditionStatus, ControllerConfig, Decision, MetricObservation, Observation,
-    PodInfo, PodPhase, PodSample, PredictionHold, Quantity, ReadyCondition, Scaler, Timestamp,
+    PodInfo, PodPhase, PodSample, Quantity, ReadyCondition, Scaler, Timestamp,
 };
 
 use crate::FleetError;
@@ -21,9 +21,6 @@ pub struct AgentLoad {
 pub struct Autoscaler {
     scaler: Scaler,
     period: Duration,
-    /// Trusted predictions of the scale-down window: agents started for a forecast stay as long as the
-    /// engine would keep its own recommendation.
-    predicted: PredictionHold,
 }
 
 pub fn now() -> Timestamp {
@@ -66,18 +63,14 @@ impl Autoscaler {
                 field: "autoscaler".into(),
                 message: e.to_string(),
             })?;
-        Ok(Self {
-            scaler,
-            period,
-            predicted: PredictionHold::default(),
-        })
+        Ok(Self { scaler, period })
     }
 
     /// Records this decision's trusted prediction (if any) and returns the highest of the scale-down window.
     pub fn hold_prediction(&mut self, predicted: Option<u32>, at: Timestamp) -> Option<u32> {
         let predicted = predicted.map(|p| i32::try_from(p).unwrap_or(i32::MAX));
-        self.predicted
-            .hold(predicted, at, self.scaler.scale_down_window())
+        self.scaler
+            .hold_prediction(predicted, at)
             .map(|held| u32::try_from(held.max(0)).unwrap_or(0))
     }
 

@@ -19,9 +19,7 @@ use mcpulse_scaler::forecast::{
     Forecast, ForecastConfig, Forecaster, MAX_HISTORY_LIMIT, RefitPolicy, fill_gaps,
     prediction_trustworthy, predictive_replicas,
 };
-use mcpulse_scaler::{
-    ConditionStatus, ControllerConfig, Decision, PredictionHold, Scaler, Timestamp,
-};
+use mcpulse_scaler::{ConditionStatus, ControllerConfig, Decision, Scaler, Timestamp};
 use serde_json::json;
 
 use crate::crd::{
@@ -83,9 +81,6 @@ struct Entry {
     /// and refits the remembered model, selecting anew every few refits (see `Forecaster`).
     forecaster: Option<FollowedHistory>,
     failures: u32,
-    /// Predictions of the last scale-down window (Direct mode), so capacity added ahead of a forecast is given
-    /// back only as the window allows.
-    predicted: PredictionHold,
 }
 
 impl Entry {
@@ -95,14 +90,7 @@ impl Entry {
             forecast: None,
             forecaster: None,
             failures: 0,
-            predicted: PredictionHold::default(),
         }
-    }
-
-    /// Records this sync's prediction (if any) and returns the highest of the scale-down window.
-    fn hold_prediction(&mut self, predicted: Option<i32>, now: Timestamp) -> Option<i32> {
-        let window = self.scaler.scale_down_window();
-        self.predicted.hold(predicted, now, window)
     }
 }
 
@@ -890,7 +878,7 @@ async fn direct(
     };
     let held = ctx.with_state(|s| {
         s.get_mut(&k)
-            .and_then(|entry| entry.hold_prediction(predicted, engine_now))
+            .and_then(|entry| entry.scaler.hold_prediction(predicted, engine_now))
     });
     // Prediction only adds capacity, and never while the target is outside its bounds or scaling is off.
     let desired = match held {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::behavior::{Limited, ScalerState, limit_legacy};
 use crate::error::ScalerError;
+use crate::hold::PredictionHold;
 use crate::replicas::{self, Ctx, MetricFailure, Observation, Tolerances};
 use crate::spec::{AutoscalerSpec, HpaScalingPolicy, MetricValue, ResolvedSpec};
 use crate::time::Timestamp;
@@ -242,6 +243,8 @@ pub struct Scaler {
     spec: ResolvedSpec,
     config: ControllerConfig,
     state: ScalerState,
+    /// Predictions combined after the decision, held through the scale-down window.
+    predictions: PredictionHold,
 }
 
 fn window_seconds(d: Duration) -> i32 {
@@ -256,6 +259,7 @@ impl Scaler {
             spec: spec.resolve(window_seconds(config.downscale_stabilization_window))?,
             config,
             state: ScalerState::default(),
+            predictions: PredictionHold::default(),
         })
     }
 
@@ -280,6 +284,14 @@ impl Scaler {
                     u64::try_from(behavior.scale_down.stabilization_window_seconds).unwrap_or(0),
                 )
             })
+    }
+
+    /// Records this sync's prediction (if any) and returns the highest of the scale-down window. Prediction is
+    /// combined after the decision, as `max(decision, held)`, so the engine never sees it; holding it here keeps
+    /// capacity added for a forecast as long as the decision's own recommendations would be kept.
+    pub fn hold_prediction(&mut self, predicted: Option<i32>, now: Timestamp) -> Option<i32> {
+        let window = self.scale_down_window();
+        self.predictions.hold(predicted, now, window)
     }
 
     pub fn state(&self) -> &ScalerState {

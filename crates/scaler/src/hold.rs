@@ -12,14 +12,14 @@ use crate::time::Timestamp;
 
 /// The predictions of the last scale-down window, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PredictionHold {
+pub(crate) struct PredictionHold {
     recent: VecDeque<(Timestamp, i32)>,
 }
 
 impl PredictionHold {
     /// Records `predicted` (when this sync has a prediction) at `now` and returns the highest prediction made
     /// within `window` before `now`, if any.
-    pub fn hold(
+    pub(crate) fn hold(
         &mut self,
         predicted: Option<i32>,
         now: Timestamp,

@@ -25,7 +25,6 @@ pub use engine::{
     MetricOutcome, Scaler,
 };
 pub use error::ScalerError;
-pub use hold::PredictionHold;
 pub use quantity::Quantity;
 pub use replicas::{
     MAX_PODS, MAX_SERIES, MetricFailure, MetricObservation, Observation, PodInfo, PodPhase,

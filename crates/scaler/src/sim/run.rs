@@ -13,7 +13,6 @@ use super::predict::{Band, LoadPredictor};
 use super::rng::Rng;
 use super::trace::Trace;
 use crate::engine::{ControllerConfig, Scaler};
-use crate::hold::PredictionHold;
 use crate::quantity::Quantity;
 use crate::replicas::{MetricObservation, Observation, PodInfo, PodPhase, PodSample};
 use crate::sizing::QueueModel;
@@ -638,8 +637,6 @@ struct Run {
     worst_p95: f64,
     syncs: u64,
     active_syncs: u64,
-    /// `mcpulse`'s predictions of the scale-down window, combined after the engine as the controller does.
-    predicted: PredictionHold,
 }
 
 impl Run {
@@ -663,7 +660,6 @@ impl Run {
             worst_p95: 0.0,
             syncs: 0,
             active_syncs: 0,
-            predicted: PredictionHold::default(),
         }
     }
 
@@ -1003,9 +999,7 @@ pub fn simulate(
                         // held through the scale-down window like the engine's own recommendations.
                         let prediction = (active && predicted > 0.0)
                             .then(|| i32::try_from(predicted as i64).unwrap_or(i32::MAX));
-                        let held = run
-                            .predicted
-                            .hold(prediction, at, scaler.scale_down_window());
+                        let held = scaler.hold_prediction(prediction, at);
                         let desired = held.map_or(decision.desired_replicas, |p| {
                             p.max(decision.desired_replicas)
                         });
