@@ -17,10 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AgentError;
 
-/// How long the acceptor waits after a failed accept (usually out of file descriptors) before trying
-/// again, instead of spinning on the error.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
 /// Starts `count` threads serving `app`. Once `stop` is cancelled they take no more connections,
 /// let open ones finish their exchanges for up to `grace`, and cut off the rest.
 pub(crate) fn start(
@@ -50,34 +46,13 @@ pub(crate) async fn serve(
     threads: Pool,
     stop: CancellationToken,
 ) -> Result<(), AgentError> {
-    let outcome = loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break Ok(()),
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                // Nagle's algorithm would hold back the small final writes of an answer (an
-                // event stream's closing chunk) until the client's delayed ACK, up to 40 ms.
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%error, "cannot disable Nagle's algorithm on a connection");
-                }
-                if threads.hand_off(stream).is_err() {
-                    break Err(AgentError::Serve {
-                        what: "MCP",
-                        source: std::io::Error::other(
-                            "every connection thread has stopped; restart the agent",
-                        ),
-                    });
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accepting an MCP connection failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    };
-    drop(listener);
+    let outcome = threads
+        .accept_until(listener, stop.cancelled())
+        .await
+        .map_err(|_| AgentError::Serve {
+            what: "MCP",
+            source: std::io::Error::other("every connection thread has stopped; restart the agent"),
+        });
     threads.shut_down().await;
     outcome
 }

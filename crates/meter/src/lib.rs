@@ -189,32 +189,12 @@ async fn serve_proxy(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), MeterError> {
-    tokio::pin!(shutdown);
-    let mut outcome = Ok(());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((stream, _)) => {
-                        if workers.hand_off(stream).is_err() {
-                            // Exiting lets the supervisor (kubelet, `mcpulse up`) restart a working meter.
-                            tracing::error!("every proxy worker thread has stopped; shutting down");
-                            outcome = Err(MeterError::WorkersStopped);
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        // Usually out of file descriptors: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            () = &mut shutdown => break,
-        }
-    }
+    let outcome = workers.accept_until(listener, shutdown).await.map_err(|_| {
+        // Exiting lets the supervisor (kubelet, `mcpulse up`) restart a working meter.
+        tracing::error!("every proxy worker thread has stopped; shutting down");
+        MeterError::WorkersStopped
+    });
     admin.shutting_down.store(true, Ordering::Relaxed);
-    drop(listener);
     tracing::info!(
         ?grace,
         "shutting down: no new connections, finishing in-flight requests"

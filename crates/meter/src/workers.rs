@@ -41,7 +41,6 @@ pub fn start(
     Pool::start(
         spec,
         move |stream: Watched<TcpStream>, stop: CancellationToken| {
-            let _ = stream.get_ref().set_nodelay(true);
             let proxy = Arc::clone(&proxy);
             let service = service_fn(move |request| Arc::clone(&proxy).handle(request));
             let connection = builder

@@ -110,11 +110,6 @@ impl<S> Watched<S> {
     pub fn new(socket: S) -> Self {
         Self(socket)
     }
-
-    /// The socket itself, to set its options.
-    pub fn get_ref(&self) -> &S {
-        &self.0
-    }
 }
 
 /// Notes activity when the socket operation completed (bytes moved, or the peer closed).

@@ -18,10 +18,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How long [`Pool::accept_until`] waits after a failed accept before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 thread_local! {
     /// The index of the pool thread running here; `None` outside any pool.
@@ -156,6 +159,37 @@ impl Pool {
             }
         }
         Err(AllStopped)
+    }
+
+    /// Accepts connections on `listener` and hands each off until `stop` completes, then closes the listener.
+    /// Fails only when no thread is left running, so the caller can exit and let its supervisor restart it.
+    /// Nagle's algorithm is turned off on every connection: it would hold back the small final writes of an
+    /// answer (an event stream's closing chunk) until the client's delayed ACK, up to 40 ms.
+    pub async fn accept_until(
+        &self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), AllStopped> {
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut stop => return Ok(()),
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot disable Nagle's algorithm on a connection");
+                    }
+                    self.hand_off(stream)?;
+                }
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning on the error.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
     }
 
     /// Stops handing out connections and waits until every thread has stopped; each serves what it was
