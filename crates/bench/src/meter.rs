@@ -219,7 +219,8 @@ fn start_agent(mcpulse: &Path, listen: SocketAddr) -> Result<KillOnDrop, BenchEr
 }
 
 /// Runs every (format, clients) pair against direct, the meter (with and without busy polling) and nginx back to
-/// back, so all see the same machine conditions. With a placement, this process stays pinned afterwards. `progress` hears about each run before it starts.
+/// back, so all see the same machine conditions. With a placement, this process stays pinned afterwards.
+/// `progress` hears about each run before it starts.
 pub async fn run_meter_bench(
     bench: &MeterBench,
     mut progress: impl FnMut(&str),
@@ -242,57 +243,41 @@ pub async fn run_meter_bench(
             (None, Some(agent), addr)
         }
     };
+    // Each route with the process to charge its CPU to: none for a direct connection.
+    let mut routes = vec![(Route::Direct, upstream_addr, None)];
+    // The proxies run until the last measurement, when these are dropped.
     let mut meters = Vec::new();
-    let mut routes = vec![(Route::Direct, upstream_addr)];
-    for (route, busy_poll) in [
-        (Route::Meter, Duration::ZERO),
-        (Route::MeterBusyPoll, bench.busy_poll),
-    ] {
-        if route == Route::MeterBusyPoll && busy_poll.is_zero() {
-            continue;
-        }
+    let polling = (!bench.busy_poll.is_zero()).then_some((Route::MeterBusyPoll, bench.busy_poll));
+    for (route, busy_poll) in std::iter::once((Route::Meter, Duration::ZERO)).chain(polling) {
         let addr = free_addr()?;
-        meters.push((
-            route,
-            start_meter(
-                &bench.mcpulse,
-                addr,
-                free_addr()?,
-                upstream_addr,
-                busy_poll,
-                proxy_cpus,
-            )?,
-        ));
+        let meter = start_meter(
+            &bench.mcpulse,
+            addr,
+            free_addr()?,
+            upstream_addr,
+            busy_poll,
+            proxy_cpus,
+        )?;
         wait_listening(addr, "mcpulse meter").await?;
-        routes.push((route, addr));
+        routes.push((route, addr, Some(meter.0.id())));
+        meters.push(meter);
     }
-    let nginx = if bench.with_nginx {
+    let _nginx = if bench.with_nginx {
         let nginx = Nginx::start(free_addr()?, upstream_addr, proxy_cpus)?;
         wait_listening(nginx.addr, "nginx").await?;
+        routes.push((Route::Nginx, nginx.addr, Some(nginx.pid())));
         Some(nginx)
     } else {
         None
     };
-
-    if let Some(nginx) = &nginx {
-        routes.push((Route::Nginx, nginx.addr));
-    }
     // The client (and the echo upstream) run in this process, whose children are the proxies: count it alone.
     let client_and_upstream: Vec<u32> = std::iter::once(std::process::id())
         .chain(agent.as_ref().map(|agent| agent.0.id()))
         .collect();
-    let proxy_pid = |route: Route| match route {
-        Route::Direct => None,
-        Route::Nginx => nginx.as_ref().map(Nginx::pid),
-        Route::Meter | Route::MeterBusyPoll => meters
-            .iter()
-            .find(|(r, _)| *r == route)
-            .map(|(_, meter)| meter.0.id()),
-    };
     let mut rows = Vec::new();
     for &format in bench.upstream.formats() {
         for &clients in &bench.clients {
-            for &(route, addr) in &routes {
+            for &(route, addr, proxy) in &routes {
                 progress(&format!(
                     "{} responses, {clients} clients, {}",
                     format.as_str(),
@@ -304,7 +289,6 @@ pub async fn run_meter_bench(
                     ""
                 };
                 let url = format!("http://{addr}/mcp{query}");
-                let proxy = proxy_pid(route);
                 let read_cpu = || CpuSplit {
                     client_and_upstream: client_and_upstream
                         .iter()
