@@ -226,7 +226,7 @@ fn select(
     config: &ForecastConfig,
 ) -> Result<(Forecast, Selection), ScalerError> {
     let periods = detect_periods(scaled);
-    let candidates = Candidate::all(&periods, scaled.len());
+    let candidates = Candidate::all(&periods, scaled.len(), config.horizon);
     let scale = naive_scale(scaled);
 
     let mut scored: Vec<(f64, &Candidate)> = candidates

@@ -73,16 +73,19 @@ pub(super) enum Candidate {
 }
 
 impl Candidate {
-    /// Candidates worth trying for a series of `len` points with the detected `periods`, simplest first.
-    pub(super) fn all(periods: &[usize], len: usize) -> Vec<Self> {
+    /// Candidates worth trying for a series of `len` points with the detected `periods`, backtested at
+    /// `horizon`, simplest first.
+    pub(super) fn all(periods: &[usize], len: usize, horizon: usize) -> Vec<Self> {
         let mut all = vec![
             Self::SeasonalNaive {
                 period: periods.first().copied().unwrap_or(1),
             },
             Self::Ets { window: ETS_WINDOW },
         ];
-        // On a history no longer than the short window both windows would fit the same points.
-        if len > ETS_WINDOW {
+        // Unless the longest backtest fold trains on more points than the short window, both windows fit
+        // the same points in every fold, score alike, and the tie goes to the short one: fitting the long
+        // one would be wasted work.
+        if len.saturating_sub(horizon) > ETS_WINDOW {
             all.push(Self::Ets {
                 window: ETS_LONG_WINDOW,
             });
@@ -344,7 +347,7 @@ mod tests {
     #[test]
     fn candidates_by_history_length() {
         let names = |periods: &[usize], len| -> Vec<String> {
-            Candidate::all(periods, len)
+            Candidate::all(periods, len, 12)
                 .iter()
                 .map(Candidate::name)
                 .collect()
@@ -364,15 +367,15 @@ mod tests {
             ),
             (
                 &[],
-                ETS_WINDOW,
+                ETS_WINDOW + 12,
                 &["naive", "autoets"],
-                "the long window would see the same points",
+                "every backtest fold of the long window would see the same points",
             ),
             (
                 &[],
-                ETS_WINDOW + 1,
+                ETS_WINDOW + 13,
                 &["naive", "autoets", "autoets_last288"],
-                "longer than the short window",
+                "the longest fold is longer than the short window",
             ),
         ] {
             assert_eq!(names(periods, len), expected, "{why}");
