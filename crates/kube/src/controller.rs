@@ -80,6 +80,8 @@ struct Entry {
     /// The workload's forecaster and the end of the history it has seen: each step adds only the new points
     /// and refits the remembered model, selecting anew every few refits (see `Forecaster`).
     forecaster: Option<FollowedHistory>,
+    /// The arrival rates the queue model read, for the rise since the window before.
+    arrivals: observe::ArrivalHistory,
     failures: u32,
 }
 
@@ -89,6 +91,7 @@ impl Entry {
             scaler,
             forecast: None,
             forecaster: None,
+            arrivals: observe::ArrivalHistory::default(),
             failures: 0,
         }
     }
@@ -848,14 +851,6 @@ async fn direct(
     let views: Vec<PodView> = pods.items.iter().filter_map(observe::pod_view).collect();
     let (fetched, problems) = fetch_metrics(ctx, plan, &ns, now).await;
     let engine_now = Timestamp::from_millis(now.as_millisecond());
-    let obs = observe::observation(
-        current,
-        status_replicas,
-        &views,
-        &plan.metrics,
-        &fetched,
-        engine_now,
-    );
     let k = (ns.clone(), name.clone());
     let decision = ctx.with_state(|s| -> Result<Decision, KubeError> {
         let entry = match s.entry(k.clone()) {
@@ -868,6 +863,15 @@ async fn direct(
                 v.insert(Entry::new(Scaler::new(&plan.engine, ctx.settings.engine)?))
             }
         };
+        let obs = observe::observation(
+            current,
+            status_replicas,
+            &views,
+            &plan.metrics,
+            &fetched,
+            engine_now,
+            &mut entry.arrivals,
+        );
         Ok(entry.scaler.decide(&obs, engine_now)?)
     })?;
     let prediction = predict(ctx, obj, plan, now).await;

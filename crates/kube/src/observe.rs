@@ -1,10 +1,11 @@
 //! Builds the engine's `Observation` from the target's pods and Prometheus answers; pure, so it is unit-tested.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::str::FromStr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use mcpulse_scaler::sizing::catch_up_rate;
 use mcpulse_scaler::{
     ConditionStatus, MetricObservation, Observation, PodInfo, PodPhase, PodSample, Quantity,
     ReadyCondition, Timestamp,
@@ -226,6 +227,7 @@ pub fn metric_observation(
     fetched: &Fetched,
     pods: &[PodView],
     now: Timestamp,
+    history: &mut ArrivalHistory,
 ) -> MetricObservation {
     let unavailable = |reason: String| MetricObservation::Unavailable { reason };
     let series = match fetched {
@@ -276,7 +278,7 @@ pub fn metric_observation(
             let arrivals = per_pod_samples(&of(ARRIVALS_SIGNAL), pods, now, Duration::ZERO);
             match (in_flight, arrivals) {
                 (Ok(in_flight), Ok(arrivals)) => {
-                    queue_model_observation(sizing, &in_flight, &arrivals, pods)
+                    queue_model_observation(sizing, &in_flight, &arrivals, pods, now, history)
                 }
                 (Err(reason), _) | (_, Err(reason)) => unavailable(reason),
             }
@@ -303,43 +305,101 @@ pub fn metric_observation(
     }
 }
 
+/// A workload's arrival rate as read at earlier syncs. The rate of the window before the latest one cannot
+/// be queried per pod once pods are gone (their series no longer match the workload's pods), so the
+/// controller remembers what it read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArrivalHistory {
+    readings: VecDeque<(Timestamp, f64)>,
+}
+
+impl ArrivalHistory {
+    /// The reading taken one rate window before `now`, which covered the window before the latest one:
+    /// the newest at least `window` old, and not older than two windows (a gap in syncs leaves none).
+    pub fn one_window_before(&self, now: Timestamp, window: Duration) -> Option<f64> {
+        let (newest, oldest) = (now.minus(window), now.minus(window * 2));
+        self.readings
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= newest)
+            .filter(|(at, _)| *at >= oldest)
+            .map(|(_, rate)| *rate)
+    }
+
+    /// Remembers the rate read at `at`, forgetting readings more than two windows old.
+    pub fn record(&mut self, at: Timestamp, rate: f64, window: Duration) {
+        let oldest = at.minus(window * 2);
+        while self.readings.front().is_some_and(|(t, _)| *t < oldest) {
+            self.readings.pop_front();
+        }
+        self.readings.push_back((at, rate));
+    }
+}
+
 /// The queue model's pod count for the pods' arrival rate plus the backlog of the ready pods. Pods still
-/// starting (or not yet scraped) serve nothing, so they count neither in the backlog nor as serving; with
-/// no ready pod reporting in flight, the metric is unavailable rather than zero, so it never drives a
-/// scale-down on missing data. Without an arrival rate (a meter too old to count requests, or a first
-/// scrape), the rate served is read from in flight by Little's law instead.
+/// starting (or not yet scraped) serve nothing, so they count neither in the backlog nor as serving, but
+/// the backlog stops growing by their capacity once they are ready: `podStartupSeconds` after they
+/// started, or now for a ready pod not yet reporting. With no ready pod reporting in flight, the metric is
+/// unavailable rather than zero, so it never drives a scale-down on missing data. Without an arrival rate
+/// (a meter too old to count requests, or a first scrape), the rate served is read from in flight by
+/// Little's law instead.
 fn queue_model_observation(
     sizing: &QueueSizing,
     in_flight: &[PodSample],
     arrivals: &[PodSample],
     pods: &[PodView],
+    now: Timestamp,
+    history: &mut ArrivalHistory,
 ) -> MetricObservation {
     let ready: BTreeSet<&str> = pods
         .iter()
         .filter(|p| p.info.is_running_and_ready() && !p.info.deleting)
         .map(|p| p.info.name.as_str())
         .collect();
-    let serving: Vec<f64> = in_flight
+    let serving: BTreeMap<&str, f64> = in_flight
         .iter()
         .filter(|s| ready.contains(s.pod.as_str()))
-        .map(|s| s.value.as_f64())
+        .map(|s| (s.pod.as_str(), s.value.as_f64()))
         .collect();
     if serving.is_empty() {
         return MetricObservation::Unavailable {
             reason: format!("no ready pod reports {IN_FLIGHT_METRIC}"),
         };
     }
+    let starting_ready_in: Vec<f64> = pods
+        .iter()
+        .map(|p| &p.info)
+        .filter(|p| {
+            !p.deleting
+                && matches!(p.phase, PodPhase::Pending | PodPhase::Running)
+                && !serving.contains_key(p.name.as_str())
+        })
+        .map(|p| {
+            if ready.contains(p.name.as_str()) {
+                return 0.0;
+            }
+            // A pod not started yet helps no sooner than one ordered now.
+            p.start_time.map_or(f64::NAN, |start| {
+                sizing.lead_seconds - (now.millis() - start.millis()) as f64 / 1000.0
+            })
+        })
+        .collect();
     let model = &sizing.model;
-    let total_in_flight: f64 = serving.iter().sum();
+    let total_in_flight: f64 = serving.values().sum();
     let serving_pods = u32::try_from(serving.len()).unwrap_or(u32::MAX);
     let rate = if arrivals.is_empty() {
         model.served_rate(total_in_flight, serving_pods)
     } else {
-        let arrival_rate: f64 = arrivals.iter().map(|s| s.value.as_f64()).sum();
+        let latest: f64 = arrivals.iter().map(|s| s.value.as_f64()).sum();
+        let window = Duration::from_secs(u64::from(sizing.rate_window_seconds));
+        let before = history.one_window_before(now, window);
+        history.record(now, latest, window);
+        let arrival_rate = catch_up_rate(latest, before.unwrap_or(f64::NAN), window.as_secs_f64());
         model.rate_with_backlog(
             arrival_rate,
             total_in_flight,
             serving_pods,
+            &starting_ready_in,
             sizing.lead_seconds,
             sizing.drain_seconds,
         )
@@ -358,6 +418,7 @@ pub fn observation(
     plans: &[MetricPlan],
     fetched: &[Fetched],
     now: Timestamp,
+    history: &mut ArrivalHistory,
 ) -> Observation {
     Observation {
         spec_replicas,
@@ -366,7 +427,7 @@ pub fn observation(
         metrics: plans
             .iter()
             .zip(fetched)
-            .map(|(plan, f)| metric_observation(plan, f, pods, now))
+            .map(|(plan, f)| metric_observation(plan, f, pods, now, history))
             .collect(),
     }
 }
@@ -511,7 +572,15 @@ mod tests {
             Fetched::Empty,
             Fetched::Stale { age_seconds: 600.0 },
         ];
-        let obs = observation(2, 2, &pods, &plans, &fetched, now());
+        let obs = observation(
+            2,
+            2,
+            &pods,
+            &plans,
+            &fetched,
+            now(),
+            &mut ArrivalHistory::default(),
+        );
         assert_eq!(obs.pods.len(), 2);
         match &obs.metrics[0] {
             MetricObservation::Resource { usage, requests } => {
@@ -613,15 +682,30 @@ mod tests {
     /// Per-pod values of one signal.
     type PerPod<'a> = &'a [(&'a str, f64)];
 
+    fn views(pods: &[PodState]) -> Vec<PodView> {
+        pods.iter()
+            .filter_map(|(n, phase, ready)| pod_view(&pod(n, phase, *ready, &["500m"])))
+            .collect()
+    }
+
     fn queue_model_pods(
         pods: &[PodState],
         in_flight: PerPod,
         arrivals: PerPod,
     ) -> MetricObservation {
-        let views: Vec<PodView> = pods
-            .iter()
-            .filter_map(|(n, phase, ready)| pod_view(&pod(n, phase, *ready, &["500m"])))
-            .collect();
+        queue_model_of(&views(pods), in_flight, arrivals)
+    }
+
+    fn queue_model_of(views: &[PodView], in_flight: PerPod, arrivals: PerPod) -> MetricObservation {
+        queue_model_with_history(views, in_flight, arrivals, &mut ArrivalHistory::default())
+    }
+
+    fn queue_model_with_history(
+        views: &[PodView],
+        in_flight: PerPod,
+        arrivals: PerPod,
+        history: &mut ArrivalHistory,
+    ) -> MetricObservation {
         let tagged = |values: PerPod, signal: &str| -> Vec<Series> {
             values
                 .iter()
@@ -633,8 +717,9 @@ mod tests {
         metric_observation(
             &MetricPlan::QueueModel(sizing()),
             &Fetched::Series(all),
-            &views,
+            views,
             now(),
+            history,
         )
     }
 
@@ -689,6 +774,130 @@ mod tests {
                 queue_model_pods(pods, in_flight, arrivals),
                 pods_for(*rate),
                 "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn queue_model_stops_the_backlog_growing_once_pods_on_their_way_are_ready() {
+        // Two ready pods serve 20/s while 25/s arrive with 12 queued beyond their 8 workers; a third pod
+        // `c` is in some state. The lead is 60 s, the drain 30 s.
+        let third = |phase: &str, ready: bool, change: &dyn Fn(&mut PodInfo)| -> Vec<PodView> {
+            let mut all = views(&[
+                ("a", "Running", true),
+                ("b", "Running", true),
+                ("c", phase, ready),
+            ]);
+            change(&mut all[2].info);
+            all
+        };
+        let started_secs_ago = |secs: i64| {
+            move |p: &mut PodInfo| {
+                p.start_time = Some(Timestamp::from_secs(now().millis() / 1000 - secs))
+            }
+        };
+        let no_change = |_: &mut PodInfo| {};
+        let cases: &[(Vec<PodView>, f64, &str)] = &[
+            (
+                third("Pending", false, &started_secs_ago(30)),
+                12.0 + 5.0 * 30.0,
+                "started 30 s ago: 5/s beyond capacity until it is ready in 30 s",
+            ),
+            (
+                third("Running", true, &no_change),
+                12.0,
+                "ready but not reporting yet: its capacity counts from now",
+            ),
+            (
+                third("Pending", false, &|p: &mut PodInfo| p.start_time = None),
+                12.0 + 5.0 * 60.0,
+                "not started: no sooner than a pod ordered now",
+            ),
+            (
+                third("Running", true, &|p: &mut PodInfo| p.deleting = true),
+                12.0 + 5.0 * 60.0,
+                "being deleted: no help at all",
+            ),
+            (
+                third("Failed", false, &no_change),
+                12.0 + 5.0 * 60.0,
+                "failed: no help at all",
+            ),
+        ];
+        for (views, backlog, why) in cases {
+            assert_eq!(
+                queue_model_of(
+                    views,
+                    &[("a", 10.0), ("b", 10.0)],
+                    &[("a", 12.0), ("b", 13.0)]
+                ),
+                pods_for(25.0 + backlog / 30.0),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn arrival_history_gives_the_reading_one_window_back() {
+        let window = Duration::from_secs(30);
+        let at = |secs_ago: i64| Timestamp::from_millis(now().millis() - secs_ago * 1000);
+        let mut history = ArrivalHistory::default();
+        for (secs_ago, rate) in [(75, 1.0), (45, 2.0), (30, 3.0), (15, 4.0)] {
+            history.record(at(secs_ago), rate, window);
+        }
+        assert_eq!(
+            history.one_window_before(now(), window),
+            Some(3.0),
+            "the newest reading at least a window old"
+        );
+        assert_eq!(
+            history.one_window_before(at(-100), window),
+            None,
+            "readings older than two windows are too old"
+        );
+        history.record(now(), 5.0, window);
+        assert_eq!(
+            history.readings.len(),
+            4,
+            "the reading 75 s before is forgotten past two windows"
+        );
+        assert_eq!(
+            ArrivalHistory::default().one_window_before(now(), window),
+            None
+        );
+    }
+
+    #[test]
+    fn queue_model_carries_a_significant_rise_one_window_forward() {
+        let two_ready = views(&[("a", "Running", true), ("b", "Running", true)]);
+        let in_flight: PerPod = &[("a", 2.0), ("b", 2.0)];
+        let window = Duration::from_secs(u64::from(sizing().rate_window_seconds));
+        let cases: &[(Option<f64>, f64, &str)] = &[
+            (None, 12.0, "first reading: the latest rate"),
+            (Some(11.0), 12.0, "within noise of the window before"),
+            // 360 requests in 30 s after 120: 240 > 4 x sqrt(480).
+            (
+                Some(4.0),
+                20.0,
+                "a rise beyond noise: one more window of it",
+            ),
+        ];
+        for (before, rate, why) in cases {
+            let mut history = ArrivalHistory::default();
+            if let Some(b) = before {
+                history.record(now().minus(window), *b, window);
+            }
+            let got = queue_model_with_history(
+                &two_ready,
+                in_flight,
+                &[("a", 6.0), ("b", 6.0)],
+                &mut history,
+            );
+            assert_eq!(got, pods_for(*rate), "{why}");
+            assert_eq!(
+                history.one_window_before(now().plus(window), window),
+                Some(12.0),
+                "{why}: the latest reading is remembered"
             );
         }
     }

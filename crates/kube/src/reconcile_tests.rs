@@ -766,7 +766,7 @@ async fn queue_model_scales_up_for_arrivals_and_backlog() {
         ],
     );
     // 8 queued, and 4/s more than capacity for the 60 s start-up, drained within 30 s.
-    let rate = queue_model().rate_with_backlog(24.0, 16.0, 2, 60.0, 30.0);
+    let rate = queue_model().rate_with_backlog(24.0, 16.0, 2, &[], 60.0, 30.0);
     assert!((rate - (24.0 + (8.0 + 240.0) / 30.0)).abs() < 1e-9);
     let want = queue_model().pods_with_headroom(rate, 1, 10);
     assert!(want > 3, "more than the arrivals alone need");

@@ -15,6 +15,11 @@ use crate::error::ScalerError;
 /// Standard deviations of the arrival noise added to a rate when it is sized with headroom: beyond the
 /// busiest of a few burst windows, so a count read from one sample still covers the next ones.
 pub const DEFAULT_BURST_SIGMAS: f64 = 2.5;
+/// Standard deviations of Poisson noise by which the requests of the latest rate window must exceed those
+/// of the window before for [`catch_up_rate`] to carry the rise forward. Measured with the simulator on the
+/// example traces: at 3 it extrapolated noise often enough to cost up to 50 % more pods than the oracle on
+/// a small fleet; at 5 it missed the rise of a step to three times the load.
+pub const RISE_SIGMAS: f64 = 4.0;
 /// Most workers one pod may declare; real servers run a few to a few hundred.
 pub const MAX_CONCURRENCY: u32 = 4096;
 /// Most servers (pods × workers) the model evaluates; the Erlang recursion is linear in them.
@@ -160,28 +165,43 @@ impl QueueModel {
 
     /// The rate to provision for when requests arrive at `arrival_rate` while `serving_pods` pods hold
     /// `in_flight` requests: the arrivals, plus the backlog drained within `drain_seconds`. The backlog is
-    /// the in-flight beyond the pods' workers, grown by the arrivals their capacity cannot take for
-    /// `lead_seconds` (until pods ordered now are ready). Sizing for arrivals alone leaves a burst's backlog
-    /// to drain at the thin margin the burst headroom gives; a per-pod in-flight target instead keeps
-    /// ordering pods for a backlog that pods already on their way will drain.
+    /// the in-flight beyond the pods' workers, grown for `lead_seconds` (until pods ordered now are ready)
+    /// by the arrivals the capacity cannot take. That capacity counts each pod already on its way from
+    /// the moment it will be ready (`starting_ready_in`, seconds from now; 0 for a pod that is ready but
+    /// not yet reporting). Sizing for arrivals alone leaves a burst's backlog to drain at the thin margin
+    /// the burst headroom gives; growing it as if no pod were coming orders more pods for work that pods
+    /// already starting will take.
     pub fn rate_with_backlog(
         &self,
         arrival_rate: f64,
         in_flight: f64,
         serving_pods: u32,
+        starting_ready_in: &[f64],
         lead_seconds: f64,
         drain_seconds: f64,
     ) -> f64 {
         let arrival_rate = arrival_rate.max(0.0);
-        let workers = f64::from(serving_pods) * f64::from(self.concurrency);
-        let capacity = f64::from(serving_pods) * self.pod_capacity_rps;
-        let queued = (in_flight - workers).max(0.0);
-        let projected = queued + (arrival_rate - capacity).max(0.0) * lead_seconds.max(0.0);
-        if drain_seconds > 0.0 {
-            arrival_rate + projected / drain_seconds
-        } else {
-            arrival_rate
+        if drain_seconds <= 0.0 {
+            return arrival_rate;
         }
+        let workers = f64::from(serving_pods) * f64::from(self.concurrency);
+        let mut backlog = (in_flight - workers).max(0.0);
+        let lead = lead_seconds.max(0.0);
+        // A pod that cannot say when it will be ready helps only after the lead, like one ordered now.
+        let mut ready_at: Vec<f64> = starting_ready_in
+            .iter()
+            .map(|t| if t.is_nan() { lead } else { t.clamp(0.0, lead) })
+            .collect();
+        ready_at.sort_by(f64::total_cmp);
+        let mut pods = f64::from(serving_pods);
+        let mut since = 0.0;
+        for until in ready_at.into_iter().chain(std::iter::once(lead)) {
+            let excess = arrival_rate - pods * self.pod_capacity_rps;
+            backlog += excess.max(0.0) * (until - since);
+            since = until;
+            pods += 1.0;
+        }
+        arrival_rate + backlog / drain_seconds
     }
 
     /// The arrival rate behind `in_flight` requests on `serving_pods` pods, by Little's law (requests in
@@ -191,6 +211,28 @@ impl QueueModel {
     pub fn served_rate(&self, in_flight: f64, serving_pods: u32) -> f64 {
         let workers = f64::from(serving_pods) * f64::from(self.concurrency);
         in_flight.max(0.0).min(workers) / self.service_mean()
+    }
+}
+
+/// The arrival rate to size for now, from the rates of the latest rate window (`latest`) and of the window
+/// before it (`previous`), each `window_seconds` long. A counter's rate describes a window that ended a
+/// scrape and a metric delay ago, so on a rising load it reads low. When the requests counted in the latest
+/// window exceed those of the window before by more than [`RISE_SIGMAS`] standard deviations of the two
+/// Poisson counts, the load is rising beyond noise and the rise is carried one window forward. Within
+/// noise the latest rate stands: extrapolating noise orders pods for bursts that are already over.
+pub fn catch_up_rate(latest: f64, previous: f64, window_seconds: f64) -> f64 {
+    // A rate that is not a number stays one, so the sizing provisions for the worst instead of none.
+    if !(latest.is_finite() && previous.is_finite() && window_seconds.is_finite())
+        || window_seconds <= 0.0
+    {
+        return latest;
+    }
+    let (latest, previous) = (latest.max(0.0), previous.max(0.0));
+    let (now, before) = (latest * window_seconds, previous * window_seconds);
+    if now - before > RISE_SIGMAS * (now + before).sqrt() {
+        latest + (latest - previous)
+    } else {
+        latest
     }
 }
 
@@ -388,9 +430,73 @@ mod tests {
             (-5.0, 0.0, 60.0, 30.0, 0.0, "negative arrivals are none"),
         ];
         for (arrivals, in_flight, lead, drain, want, why) in cases {
-            let got = m.rate_with_backlog(*arrivals, *in_flight, 3, *lead, *drain);
+            let got = m.rate_with_backlog(*arrivals, *in_flight, 3, &[], *lead, *drain);
             assert!((got - want).abs() < 1e-9, "{why}: {got}");
         }
+    }
+
+    #[test]
+    fn pods_on_their_way_stop_the_backlog_growing_once_ready() {
+        let m = model();
+        // 3 pods serve 30/s; 45/s arrive, 12 in flight (no queue), 60 s lead, 30 s drain.
+        let cases: &[(&[f64], f64, &str)] = &[
+            (
+                &[],
+                15.0 * 60.0,
+                "no pod coming: 15/s beyond capacity for the whole lead",
+            ),
+            (&[0.0], 5.0 * 60.0, "one pod ready now: 5/s beyond it"),
+            (&[20.0], 15.0 * 20.0 + 5.0 * 40.0, "one pod ready in 20 s"),
+            (
+                &[20.0, 10.0],
+                15.0 * 10.0 + 5.0 * 10.0,
+                "two pods, in any order: none beyond 50/s",
+            ),
+            (
+                &[90.0],
+                15.0 * 60.0,
+                "a pod ready after the lead is like one ordered now",
+            ),
+            (
+                &[f64::NAN],
+                15.0 * 60.0,
+                "a pod with no known start helps after the lead",
+            ),
+            (&[-5.0], 5.0 * 60.0, "a late pod is ready now"),
+        ];
+        for (starting, backlog, why) in cases {
+            let got = m.rate_with_backlog(45.0, 12.0, 3, starting, 60.0, 30.0);
+            let want = 45.0 + backlog / 30.0;
+            assert!((got - want).abs() < 1e-9, "{why}: {got} against {want}");
+        }
+    }
+
+    #[test]
+    fn a_significant_rise_is_carried_one_window_forward() {
+        // 15 s windows: 3/s is 45 requests, so 4 sigmas of (45 + n) decide.
+        let cases: &[(f64, f64, f64, &str)] = &[
+            (3.0, 3.0, 3.0, "steady"),
+            (4.0, 3.0, 4.0, "60 after 45 is noise (15 < 4 x 10.2)"),
+            (6.0, 3.0, 6.0, "90 after 45 is still noise (45 < 4 x 11.6)"),
+            (
+                7.0,
+                3.0,
+                11.0,
+                "105 after 45 is a rise (60 > 4 x 12.2): one more window of it",
+            ),
+            (1.0, 6.0, 1.0, "a fall is not extrapolated"),
+            (-2.0, 3.0, 0.0, "negative rates are none"),
+            (7.0, f64::NAN, 7.0, "no earlier window: the latest rate"),
+        ];
+        for (latest, previous, want, why) in cases {
+            let got = catch_up_rate(*latest, *previous, 15.0);
+            assert!((got - want).abs() < 1e-9, "{why}: {got}");
+        }
+        assert!(
+            catch_up_rate(f64::NAN, 3.0, 15.0).is_nan(),
+            "unknown stays unknown"
+        );
+        assert_eq!(catch_up_rate(6.0, 3.0, 0.0), 6.0, "no window, no counts");
     }
 
     #[test]

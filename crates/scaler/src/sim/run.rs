@@ -15,7 +15,7 @@ use super::trace::Trace;
 use crate::engine::{ControllerConfig, Scaler};
 use crate::quantity::Quantity;
 use crate::replicas::{MetricObservation, Observation, PodInfo, PodPhase, PodSample};
-use crate::sizing::QueueModel;
+use crate::sizing::{QueueModel, catch_up_rate};
 use crate::spec::{
     AutoscalerSpec, HorizontalPodAutoscalerBehavior, HpaScalingRules, MetricSpec, MetricTarget,
 };
@@ -735,16 +735,33 @@ fn arrival_replicas(
     config: &SimConfig,
 ) -> f64 {
     let queue = config.deployment().queue;
-    let Some(per_tick) = window_mean(arrivals, clock.scraped_at(now), clock.scrape, clock.tick)
-    else {
+    let scraped = clock.scraped_at(now);
+    let rate_over = |end: i64| {
+        window_mean(arrivals, end, clock.scrape, clock.tick)
+            .map(|per_tick| per_tick / (clock.tick as f64 / 1000.0))
+    };
+    let Some(latest) = rate_over(scraped) else {
         return 0.0;
     };
-    let arrival_rate = per_tick / (clock.tick as f64 / 1000.0);
+    let arrival_rate = catch_up_rate(
+        latest,
+        rate_over(scraped - clock.scrape).unwrap_or(f64::NAN),
+        clock.scrape as f64 / 1000.0,
+    );
+    // Pods that did not serve the sampled tick are on their way, or ready but not yet in the gauge.
+    let starting_ready_in: Vec<f64> = run
+        .pods
+        .iter()
+        .map(|p| p.created + clock.startup)
+        .filter(|&ready_at| !served_sampled_tick(ready_at, clock, scraped))
+        .map(|ready_at| (ready_at - now).max(0) as f64 / 1000.0)
+        .collect();
     let rate = match gauge_total(run, clock, now) {
         Some((in_flight, serving)) => queue.rate_with_backlog(
             arrival_rate,
             in_flight,
             u32::try_from(serving).unwrap_or(u32::MAX),
+            &starting_ready_in,
             clock.startup as f64 / 1000.0,
             config.mcpulse_backlog_drain.as_secs_f64(),
         ),
@@ -759,7 +776,13 @@ fn served_sampled_tick(ready_at: i64, clock: &Clock, scraped: i64) -> bool {
     ready_at <= scraped - clock.tick
 }
 
-fn observe(run: &Run, clock: &Clock, now: i64, arrival_pods: f64) -> Result<Observation, SimError> {
+fn observe(
+    run: &Run,
+    clock: &Clock,
+    now: i64,
+    arrival_pods: f64,
+    startup_cpu: f64,
+) -> Result<Observation, SimError> {
     let scraped = clock.scraped_at(now);
     let mut pods = Vec::with_capacity(run.pods.len());
     let mut cpu_samples = Vec::new();
@@ -797,6 +820,19 @@ fn observe(run: &Run, clock: &Clock, now: i64, arrival_pods: f64) -> Result<Obse
                 if let Some(q) = window_mean(&run.inflight, scraped, window, clock.tick) {
                     inflight_samples.push(sample(q, window)?);
                 }
+            } else if p.created < scraped {
+                // Ready, but not serving at the scrape: its container already ran through start-up, and
+                // a CPU sample of that reaches the engine. Its window began before the pod was ready, so
+                // upstream's initialization rule sets it aside as unready, instead of counting it as a pod
+                // missing metrics, which a scale-down must assume busy.
+                cpu_samples.push(PodSample {
+                    pod: name.clone(),
+                    value: Quantity::from_f64(startup_cpu)?,
+                    timestamp: clock.abs(scraped),
+                    window: Duration::from_millis(
+                        u64::try_from(clock.window.min(scraped - p.created)).unwrap_or(0),
+                    ),
+                });
             }
         } else {
             pods.push(PodInfo {
@@ -991,7 +1027,7 @@ pub fn simulate(
                     } else {
                         0.0
                     };
-                    let obs = observe(run, &clock, now, arrival_pods)?;
+                    let obs = observe(run, &clock, now, arrival_pods, deployment.idle_cpu)?;
                     if let Some(scaler) = run.scaler.as_mut() {
                         let at = clock.abs(now);
                         let decision = scaler.decide(&obs, at)?;
@@ -1217,7 +1253,7 @@ mod tests {
         // The old pod served the whole window; the new one became ready at 45 s.
         let mut run = run_with(&[-120_000, -15_000], inflight);
         run.kind = PolicyKind::HpaQueue;
-        let obs = observe(&run, &clock, 75_000, 0.0).expect("observes");
+        let obs = observe(&run, &clock, 75_000, 0.0, 0.05).expect("observes");
         let MetricObservation::Pods { samples } = &obs.metrics[0] else {
             panic!("hpa-queue observes in flight per pod: {:?}", obs.metrics);
         };
@@ -1229,6 +1265,39 @@ mod tests {
             got,
             [("pod-0", 7750), ("pod-1", 1000)],
             "the old pod averages the window (93 / 12); the new one only its own three ticks"
+        );
+    }
+
+    #[test]
+    fn a_pod_just_ready_is_initialising_for_cpu_not_missing() {
+        let clock = test_clock();
+        // At 60 s the delayed scrape is at 45 s. The old pod served the window at 20 % CPU; the new one,
+        // created at -5 s, became ready at 55 s, after the sampled tick.
+        let mut run = run_with(&[-120_000, -5_000], Vec::new());
+        run.kind = PolicyKind::HpaCpu;
+        run.cpu = vec![0.2; 12];
+        let obs = observe(&run, &clock, 60_000, 0.0, 0.05).expect("observes");
+        let MetricObservation::Resource { usage, .. } = &obs.metrics[0] else {
+            panic!("hpa-cpu observes CPU: {:?}", obs.metrics);
+        };
+        let new_pod = usage
+            .iter()
+            .find(|s| s.pod == "pod-1")
+            .expect("start-up CPU is reported");
+        assert_eq!(new_pod.value.milli(), 50);
+        // Missing, it would count as busy on a scale-down: (20 % + 100 %) / 2 against 70 % keeps 2 pods.
+        // Initialising, it is set aside, and the old pod's 20 % asks for 1.
+        let spec = SimConfig::default()
+            .spec(PolicyKind::HpaCpu)
+            .expect("spec")
+            .expect("hpa");
+        let mut scaler = Scaler::new(&spec, ControllerConfig::default()).expect("scaler");
+        let decision = scaler.decide(&obs, clock.abs(60_000)).expect("decides");
+        assert_eq!(
+            decision.metrics[0].proposal,
+            Some(1),
+            "{:?}",
+            decision.metrics[0]
         );
     }
 
