@@ -798,6 +798,66 @@ async fn queue_model_scales_up_for_arrivals_and_backlog() {
 }
 
 #[tokio::test]
+async fn queue_model_remembers_the_arrival_rate_to_catch_up_with_a_rise() {
+    let (prom, clock_secs, ctx, verifier) = steady_load_with_a_clock();
+    let obj = autoscaler(queue_spec(json!({
+        "metrics": [{"type": "InFlight", "inFlight": {"averageValue": "16"}}],
+        "queueModel": queue_model_json(),
+    })));
+    let plan = obj.spec.plan().expect("valid");
+    let combined = crate::observe::queries(&plan.metrics[1], "agents");
+    per_pod(
+        &prom,
+        "mcp_requests_in_flight",
+        &[("web-0", 2.0), ("web-1", 2.0)],
+    );
+    // Two in flight per pod (no queue) and the arrivals given, fresh at `secs`, which the clock reads.
+    let sync_at = |secs: i64, arrivals: f64| {
+        let tagged = |pod: &str, signal: &str, v: f64| {
+            crate::fixtures::series(&[("pod", pod), ("signal", signal)], v)
+        };
+        let all = ["web-0", "web-1"]
+            .iter()
+            .flat_map(|p| [tagged(p, "in_flight", 2.0), tagged(p, "arrivals", arrivals)])
+            .collect();
+        prom.set_instant(combined.value.clone(), all);
+        prom.set_instant(
+            combined.freshness.clone().unwrap_or_default(),
+            vec![crate::fixtures::series(&[], (secs - 5) as f64)],
+        );
+        clock_secs.store(secs, Ordering::SeqCst);
+    };
+    // 8 requests/s on two pods: what they have.
+    sync_at(NOW_SECS, 4.0);
+    assert_eq!(queue_model().pods_with_headroom(8.0, 1, 10), 2);
+    let (_, verifier) = run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(2)).await;
+        v.expect(Method::GET, PODS, pod_list(&["web-0", "web-1"]))
+            .await;
+        v.expect(Method::PATCH, STATUS, stored()).await;
+        v
+    })
+    .await;
+    // One rate window later, 13/s, which two pods meet. But 390 requests after 240 is a rise beyond noise,
+    // so the controller, remembering the 8/s, sizes for one more window of it (18/s), which they do not.
+    sync_at(NOW_SECS + 30, 6.5);
+    assert_eq!(queue_model().pods_with_headroom(13.0, 1, 10), 2);
+    let want = queue_model().pods_with_headroom(18.0, 1, 10);
+    assert_eq!(want, 3);
+    run(&obj, &ctx, verifier, move |mut v| async move {
+        v.expect(Method::GET, SCALE, scale(2)).await;
+        v.expect(Method::GET, PODS, pod_list(&["web-0", "web-1"]))
+            .await;
+        let patch = v.expect(Method::PATCH, SCALE_APPLY, scale(3)).await;
+        assert_eq!(patch["spec"], json!({"replicas": want}));
+        v.expect(Method::POST, EVENTS, json!({})).await;
+        v.expect(Method::PATCH, STATUS, stored()).await;
+        v
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn floor_mode_sizes_the_forecast_with_the_queue_model() {
     let prom = Arc::new(FakePrometheus::default());
     let query = r#"sum(rate(mcp_requests_total{namespace="agents"}[5m]))"#;
