@@ -852,6 +852,18 @@ async fn direct(
     let (fetched, problems) = fetch_metrics(ctx, plan, &ns, now).await;
     let engine_now = Timestamp::from_millis(now.as_millisecond());
     let k = (ns.clone(), name.clone());
+    // Observed outside the lock, on a copy of the remembered arrivals, which goes back with the decision.
+    let mut arrivals =
+        ctx.with_state(|s| s.get(&k).map(|e| e.arrivals.clone()).unwrap_or_default());
+    let obs = observe::observation(
+        current,
+        status_replicas,
+        &views,
+        &plan.metrics,
+        &fetched,
+        engine_now,
+        &mut arrivals,
+    );
     let decision = ctx.with_state(|s| -> Result<Decision, KubeError> {
         let entry = match s.entry(k.clone()) {
             std::collections::hash_map::Entry::Occupied(o) => {
@@ -863,15 +875,7 @@ async fn direct(
                 v.insert(Entry::new(Scaler::new(&plan.engine, ctx.settings.engine)?))
             }
         };
-        let obs = observe::observation(
-            current,
-            status_replicas,
-            &views,
-            &plan.metrics,
-            &fetched,
-            engine_now,
-            &mut entry.arrivals,
-        );
+        entry.arrivals = arrivals;
         Ok(entry.scaler.decide(&obs, engine_now)?)
     })?;
     let prediction = predict(ctx, obj, plan, now).await;

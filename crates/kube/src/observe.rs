@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use mcpulse_scaler::sizing::catch_up_rate;
+use mcpulse_scaler::sizing::{EarlierRate, catch_up_rate};
 use mcpulse_scaler::{
     ConditionStatus, MetricObservation, Observation, PodInfo, PodPhase, PodSample, Quantity,
     ReadyCondition, Timestamp,
@@ -311,23 +311,40 @@ pub fn metric_observation(
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ArrivalHistory {
     readings: VecDeque<(Timestamp, f64)>,
+    /// The pods whose arrivals the newest reading summed.
+    pods: BTreeSet<String>,
+    /// The last reading at which a pod of the previous one was missing. A reading whose window covers a
+    /// pod's going lost that pod's requests and reads low, and a low earlier reading would fake a rise.
+    pod_gone_at: Option<Timestamp>,
 }
 
 impl ArrivalHistory {
-    /// The reading taken one rate window before `now`, which covered the window before the latest one:
-    /// the newest at least `window` old, and not older than two windows (a gap in syncs leaves none).
-    pub fn one_window_before(&self, now: Timestamp, window: Duration) -> Option<f64> {
+    /// The reading taken one rate window before `now`, which covered the window before the latest one: the
+    /// newest at least `window` old, and not older than two windows (a gap in syncs leaves none). None
+    /// while a pod went since that reading's window began, since either reading may then be short.
+    pub fn one_window_before(&self, now: Timestamp, window: Duration) -> Option<EarlierRate> {
         let (newest, oldest) = (now.minus(window), now.minus(window * 2));
-        self.readings
+        let (at, rate) = self
+            .readings
             .iter()
             .rev()
             .find(|(at, _)| *at <= newest)
-            .filter(|(at, _)| *at >= oldest)
-            .map(|(_, rate)| *rate)
+            .filter(|(at, _)| *at >= oldest)?;
+        if self.pod_gone_at.is_some_and(|gone| gone > at.minus(window)) {
+            return None;
+        }
+        Some(EarlierRate {
+            rate: *rate,
+            seconds_before: (now.millis() - at.millis()) as f64 / 1000.0,
+        })
     }
 
-    /// Remembers the rate read at `at`, forgetting readings more than two windows old.
-    pub fn record(&mut self, at: Timestamp, rate: f64, window: Duration) {
+    /// Remembers the rate `pods` gave at `at`, forgetting readings more than two windows old.
+    pub fn record(&mut self, at: Timestamp, rate: f64, pods: BTreeSet<String>, window: Duration) {
+        if self.pods.iter().any(|p| !pods.contains(p)) {
+            self.pod_gone_at = Some(at);
+        }
+        self.pods = pods;
         let oldest = at.minus(window * 2);
         while self.readings.front().is_some_and(|(t, _)| *t < oldest) {
             self.readings.pop_front();
@@ -378,10 +395,12 @@ fn queue_model_observation(
             if ready.contains(p.name.as_str()) {
                 return 0.0;
             }
-            // A pod not started yet helps no sooner than one ordered now.
-            p.start_time.map_or(f64::NAN, |start| {
-                sizing.lead_seconds - (now.millis() - start.millis()) as f64 / 1000.0
-            })
+            // A pod not started yet, or still not ready past its start-up time (crash-looping, or failing
+            // readiness under load), helps no sooner than one ordered now.
+            p.start_time
+                .map(|start| sizing.lead_seconds - (now.millis() - start.millis()) as f64 / 1000.0)
+                .filter(|ready_in| *ready_in > 0.0)
+                .unwrap_or(f64::NAN)
         })
         .collect();
     let model = &sizing.model;
@@ -392,9 +411,10 @@ fn queue_model_observation(
     } else {
         let latest: f64 = arrivals.iter().map(|s| s.value.as_f64()).sum();
         let window = Duration::from_secs(u64::from(sizing.rate_window_seconds));
-        let before = history.one_window_before(now, window);
-        history.record(now, latest, window);
-        let arrival_rate = catch_up_rate(latest, before.unwrap_or(f64::NAN), window.as_secs_f64());
+        let earlier = history.one_window_before(now, window);
+        let reporting = arrivals.iter().map(|s| s.pod.clone()).collect();
+        history.record(now, latest, reporting, window);
+        let arrival_rate = catch_up_rate(latest, earlier, window.as_secs_f64());
         model.rate_with_backlog(
             arrival_rate,
             total_in_flight,
@@ -693,11 +713,12 @@ mod tests {
         in_flight: PerPod,
         arrivals: PerPod,
     ) -> MetricObservation {
-        queue_model_of(&views(pods), in_flight, arrivals)
-    }
-
-    fn queue_model_of(views: &[PodView], in_flight: PerPod, arrivals: PerPod) -> MetricObservation {
-        queue_model_with_history(views, in_flight, arrivals, &mut ArrivalHistory::default())
+        queue_model_with_history(
+            &views(pods),
+            in_flight,
+            arrivals,
+            &mut ArrivalHistory::default(),
+        )
     }
 
     fn queue_model_with_history(
@@ -819,6 +840,11 @@ mod tests {
                 "being deleted: no help at all",
             ),
             (
+                third("Running", false, &no_change),
+                12.0 + 5.0 * 60.0,
+                "still not ready an hour after its start: no sooner than a pod ordered now",
+            ),
+            (
                 third("Failed", false, &no_change),
                 12.0 + 5.0 * 60.0,
                 "failed: no help at all",
@@ -826,10 +852,11 @@ mod tests {
         ];
         for (views, backlog, why) in cases {
             assert_eq!(
-                queue_model_of(
+                queue_model_with_history(
                     views,
                     &[("a", 10.0), ("b", 10.0)],
-                    &[("a", 12.0), ("b", 13.0)]
+                    &[("a", 12.0), ("b", 13.0)],
+                    &mut ArrivalHistory::default(),
                 ),
                 pods_for(25.0 + backlog / 30.0),
                 "{why}"
@@ -841,13 +868,17 @@ mod tests {
     fn arrival_history_gives_the_reading_one_window_back() {
         let window = Duration::from_secs(30);
         let at = |secs_ago: i64| Timestamp::from_millis(now().millis() - secs_ago * 1000);
+        let pods = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
         let mut history = ArrivalHistory::default();
         for (secs_ago, rate) in [(75, 1.0), (45, 2.0), (30, 3.0), (15, 4.0)] {
-            history.record(at(secs_ago), rate, window);
+            history.record(at(secs_ago), rate, pods(&["a", "b"]), window);
         }
         assert_eq!(
             history.one_window_before(now(), window),
-            Some(3.0),
+            Some(EarlierRate {
+                rate: 3.0,
+                seconds_before: 30.0
+            }),
             "the newest reading at least a window old"
         );
         assert_eq!(
@@ -855,11 +886,26 @@ mod tests {
             None,
             "readings older than two windows are too old"
         );
-        history.record(now(), 5.0, window);
+        history.record(now(), 5.0, pods(&["a", "b", "c"]), window);
         assert_eq!(
             history.readings.len(),
             4,
             "the reading 75 s before is forgotten past two windows"
+        );
+        assert!(
+            history.one_window_before(at(-30), window).is_some(),
+            "a pod that joins loses no requests"
+        );
+        history.record(at(-15), 5.0, pods(&["a", "c"]), window);
+        assert_eq!(
+            history.one_window_before(at(-30), window),
+            None,
+            "pod b went: the readings around it may be short"
+        );
+        history.record(at(-45), 5.0, pods(&["a", "c"]), window);
+        assert!(
+            history.one_window_before(at(-90), window).is_some(),
+            "a reading whose window began after the going is whole again"
         );
         assert_eq!(
             ArrivalHistory::default().one_window_before(now(), window),
@@ -885,7 +931,8 @@ mod tests {
         for (before, rate, why) in cases {
             let mut history = ArrivalHistory::default();
             if let Some(b) = before {
-                history.record(now().minus(window), *b, window);
+                let pods = ["a", "b"].iter().map(|n| n.to_string()).collect();
+                history.record(now().minus(window), *b, pods, window);
             }
             let got = queue_model_with_history(
                 &two_ready,
@@ -896,7 +943,10 @@ mod tests {
             assert_eq!(got, pods_for(*rate), "{why}");
             assert_eq!(
                 history.one_window_before(now().plus(window), window),
-                Some(12.0),
+                Some(EarlierRate {
+                    rate: 12.0,
+                    seconds_before: 30.0
+                }),
                 "{why}: the latest reading is remembered"
             );
         }

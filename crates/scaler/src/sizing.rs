@@ -181,7 +181,7 @@ impl QueueModel {
         drain_seconds: f64,
     ) -> f64 {
         let arrival_rate = arrival_rate.max(0.0);
-        if drain_seconds <= 0.0 {
+        if drain_seconds.is_nan() || drain_seconds <= 0.0 {
             return arrival_rate;
         }
         let workers = f64::from(serving_pods) * f64::from(self.concurrency);
@@ -214,23 +214,42 @@ impl QueueModel {
     }
 }
 
-/// The arrival rate to size for now, from the rates of the latest rate window (`latest`) and of the window
-/// before it (`previous`), each `window_seconds` long. A counter's rate describes a window that ended a
-/// scrape and a metric delay ago, so on a rising load it reads low. When the requests counted in the latest
-/// window exceed those of the window before by more than [`RISE_SIGMAS`] standard deviations of the two
-/// Poisson counts, the load is rising beyond noise and the rise is carried one window forward. Within
-/// noise the latest rate stands: extrapolating noise orders pods for bursts that are already over.
-pub fn catch_up_rate(latest: f64, previous: f64, window_seconds: f64) -> f64 {
-    // A rate that is not a number stays one, so the sizing provisions for the worst instead of none.
-    if !(latest.is_finite() && previous.is_finite() && window_seconds.is_finite())
-        || window_seconds <= 0.0
-    {
+/// An arrival rate read before the latest one, over a window as long.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlierRate {
+    /// Requests per second.
+    pub rate: f64,
+    /// Seconds between this reading and the latest: one window when the two windows are adjacent.
+    pub seconds_before: f64,
+}
+
+/// The arrival rate to size for now, from the rate of the latest rate window (`latest`) and one read
+/// before it (`earlier`), both over windows `window_seconds` long. A counter's rate describes a window that
+/// ended a scrape and a metric delay ago, so on a rising load it reads low. When the requests counted in the
+/// latest window exceed those of the earlier one by more than [`RISE_SIGMAS`] standard deviations of the two
+/// Poisson counts, the load is rising beyond noise and the rise is carried one window forward (at its pace
+/// per window, when the readings are further apart). Within noise the latest rate stands: extrapolating
+/// noise orders pods for bursts that are already over. Negative rates count as none; a rate that is not a
+/// number is returned as it is, for the caller's own checks.
+pub fn catch_up_rate(latest: f64, earlier: Option<EarlierRate>, window_seconds: f64) -> f64 {
+    if latest.is_nan() {
         return latest;
     }
-    let (latest, previous) = (latest.max(0.0), previous.max(0.0));
+    let latest = latest.max(0.0);
+    let usable = |e: &EarlierRate| {
+        e.rate.is_finite() && e.seconds_before.is_finite() && e.seconds_before > 0.0
+    };
+    let Some(earlier) = earlier.filter(usable) else {
+        return latest;
+    };
+    if !(window_seconds.is_finite() && window_seconds > 0.0) {
+        return latest;
+    }
+    let previous = earlier.rate.max(0.0);
     let (now, before) = (latest * window_seconds, previous * window_seconds);
     if now - before > RISE_SIGMAS * (now + before).sqrt() {
-        latest + (latest - previous)
+        let per_window = (window_seconds / earlier.seconds_before).min(1.0);
+        latest + (latest - previous) * per_window
     } else {
         latest
     }
@@ -474,29 +493,64 @@ mod tests {
     #[test]
     fn a_significant_rise_is_carried_one_window_forward() {
         // 15 s windows: 3/s is 45 requests, so 4 sigmas of (45 + n) decide.
-        let cases: &[(f64, f64, f64, &str)] = &[
-            (3.0, 3.0, 3.0, "steady"),
-            (4.0, 3.0, 4.0, "60 after 45 is noise (15 < 4 x 10.2)"),
-            (6.0, 3.0, 6.0, "90 after 45 is still noise (45 < 4 x 11.6)"),
+        let adjacent = |rate| {
+            Some(EarlierRate {
+                rate,
+                seconds_before: 15.0,
+            })
+        };
+        let cases: &[(f64, Option<EarlierRate>, f64, &str)] = &[
+            (3.0, adjacent(3.0), 3.0, "steady"),
+            (
+                4.0,
+                adjacent(3.0),
+                4.0,
+                "60 after 45 is noise (15 < 4 x 10.2)",
+            ),
+            (
+                6.0,
+                adjacent(3.0),
+                6.0,
+                "90 after 45 is still noise (45 < 4 x 11.6)",
+            ),
             (
                 7.0,
-                3.0,
+                adjacent(3.0),
                 11.0,
                 "105 after 45 is a rise (60 > 4 x 12.2): one more window of it",
             ),
-            (1.0, 6.0, 1.0, "a fall is not extrapolated"),
-            (-2.0, 3.0, 0.0, "negative rates are none"),
-            (7.0, f64::NAN, 7.0, "no earlier window: the latest rate"),
+            (
+                7.0,
+                Some(EarlierRate {
+                    rate: 3.0,
+                    seconds_before: 30.0,
+                }),
+                9.0,
+                "the same rise over two windows: half of it per window",
+            ),
+            (1.0, adjacent(6.0), 1.0, "a fall is not extrapolated"),
+            (-2.0, adjacent(3.0), 0.0, "negative rates are none"),
+            (7.0, None, 7.0, "no earlier reading: the latest rate"),
+            (
+                7.0,
+                adjacent(f64::NAN),
+                7.0,
+                "an unusable earlier reading is none",
+            ),
         ];
-        for (latest, previous, want, why) in cases {
-            let got = catch_up_rate(*latest, *previous, 15.0);
+        for (latest, earlier, want, why) in cases {
+            let got = catch_up_rate(*latest, *earlier, 15.0);
             assert!((got - want).abs() < 1e-9, "{why}: {got}");
         }
         assert!(
-            catch_up_rate(f64::NAN, 3.0, 15.0).is_nan(),
-            "unknown stays unknown"
+            catch_up_rate(f64::NAN, adjacent(3.0), 15.0).is_nan(),
+            "not a number is the caller's to refuse"
         );
-        assert_eq!(catch_up_rate(6.0, 3.0, 0.0), 6.0, "no window, no counts");
+        assert_eq!(
+            catch_up_rate(6.0, adjacent(3.0), 0.0),
+            6.0,
+            "no window, no counts"
+        );
     }
 
     #[test]

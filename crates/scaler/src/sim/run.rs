@@ -15,7 +15,7 @@ use super::trace::Trace;
 use crate::engine::{ControllerConfig, Scaler};
 use crate::quantity::Quantity;
 use crate::replicas::{MetricObservation, Observation, PodInfo, PodPhase, PodSample};
-use crate::sizing::{QueueModel, catch_up_rate};
+use crate::sizing::{EarlierRate, QueueModel, catch_up_rate};
 use crate::spec::{
     AutoscalerSpec, HorizontalPodAutoscalerBehavior, HpaScalingRules, MetricSpec, MetricTarget,
 };
@@ -743,11 +743,12 @@ fn arrival_replicas(
     let Some(latest) = rate_over(scraped) else {
         return 0.0;
     };
-    let arrival_rate = catch_up_rate(
-        latest,
-        rate_over(scraped - clock.scrape).unwrap_or(f64::NAN),
-        clock.scrape as f64 / 1000.0,
-    );
+    let window_seconds = clock.scrape as f64 / 1000.0;
+    let earlier = rate_over(scraped - clock.scrape).map(|rate| EarlierRate {
+        rate,
+        seconds_before: window_seconds,
+    });
+    let arrival_rate = catch_up_rate(latest, earlier, window_seconds);
     // Pods that did not serve the sampled tick are on their way, or ready but not yet in the gauge.
     let starting_ready_in: Vec<f64> = run
         .pods
@@ -781,9 +782,15 @@ fn observe(
     clock: &Clock,
     now: i64,
     arrival_pods: f64,
-    startup_cpu: f64,
+    idle_cpu: f64,
 ) -> Result<Observation, SimError> {
     let scraped = clock.scraped_at(now);
+    let cpu_initialization = i64::try_from(
+        ControllerConfig::default()
+            .cpu_initialization_period
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
     let mut pods = Vec::with_capacity(run.pods.len());
     let mut cpu_samples = Vec::new();
     let mut inflight_samples = Vec::new();
@@ -801,17 +808,16 @@ fn observe(
             // whole tick before the scrape. All serving pods share the load alike, so a pod's sample is the
             // per-pod value averaged over the part of the window it served: a pod that joined mid-window
             // does not report the backlog of the ticks before it joined.
+            let sample = |v: f64, window: i64| -> Result<PodSample, SimError> {
+                Ok(PodSample {
+                    pod: name.clone(),
+                    value: Quantity::from_f64(v)?,
+                    timestamp: clock.abs(scraped),
+                    window: Duration::from_millis(u64::try_from(window).unwrap_or(0)),
+                })
+            };
             if served_sampled_tick(ready_at, clock, scraped) {
-                let served = scraped - ready_at;
-                let sample = |v: f64, window: i64| -> Result<PodSample, SimError> {
-                    Ok(PodSample {
-                        pod: name.clone(),
-                        value: Quantity::from_f64(v)?,
-                        timestamp: clock.abs(scraped),
-                        window: Duration::from_millis(u64::try_from(window).unwrap_or(0)),
-                    })
-                };
-                let window = clock.window.min(served);
+                let window = clock.window.min(scraped - ready_at);
                 if let Some(c) = window_mean(&run.cpu, scraped, window, clock.tick) {
                     cpu_samples.push(sample(c, window)?);
                 }
@@ -820,19 +826,13 @@ fn observe(
                 if let Some(q) = window_mean(&run.inflight, scraped, window, clock.tick) {
                     inflight_samples.push(sample(q, window)?);
                 }
-            } else if p.created < scraped {
-                // Ready, but not serving at the scrape: its container already ran through start-up, and
-                // a CPU sample of that reaches the engine. Its window began before the pod was ready, so
-                // upstream's initialization rule sets it aside as unready, instead of counting it as a pod
-                // missing metrics, which a scale-down must assume busy.
-                cpu_samples.push(PodSample {
-                    pod: name.clone(),
-                    value: Quantity::from_f64(startup_cpu)?,
-                    timestamp: clock.abs(scraped),
-                    window: Duration::from_millis(
-                        u64::try_from(clock.window.min(scraped - p.created)).unwrap_or(0),
-                    ),
-                });
+            } else if p.created < scraped && now - p.created < cpu_initialization {
+                // Ready, but not serving at the scrape: its container already ran through start-up (modelled
+                // as idle), and a CPU sample of that reaches the engine. Within the CPU initialization period
+                // and with a window that began before the pod was ready, upstream's rule sets it aside as
+                // unready, instead of counting it as a pod missing metrics, which a scale-down must assume
+                // busy.
+                cpu_samples.push(sample(idle_cpu, clock.window.min(scraped - p.created))?);
             }
         } else {
             pods.push(PodInfo {
@@ -1265,6 +1265,36 @@ mod tests {
             got,
             [("pod-0", 7750), ("pod-1", 1000)],
             "the old pod averages the window (93 / 12); the new one only its own three ticks"
+        );
+    }
+
+    #[test]
+    fn arrival_sizing_catches_up_with_a_rise_and_counts_pods_on_their_way() {
+        let clock = test_clock();
+        let config = SimConfig::default();
+        let queue = config.deployment().queue;
+        // At 60 s the delayed scrape is at 45 s: the latest window is ticks 6..=8, the one before 3..=5.
+        let old = -600_000;
+        let pods_for = |rate: f64| f64::from(queue.pods_with_headroom(rate, 1, 200));
+
+        // 3/s, then 10/s: 150 requests after 45 is a rise beyond noise (105 > 4 x 14), so 10 + 7.
+        let arrivals: Vec<f64> = [15.0; 6].into_iter().chain([50.0; 3]).collect();
+        let run = run_with(&[old, old], vec![2.0; 9]);
+        assert_ne!(pods_for(17.0), pods_for(10.0));
+        assert_eq!(
+            arrival_replicas(&run, &arrivals, &clock, 60_000, &config),
+            pods_for(17.0)
+        );
+
+        // A steady 30/s on two pods (20/s) with 8 queued; a third pod ready in 10 s stops the backlog
+        // growing then, instead of after the whole 60 s start-up.
+        let arrivals = vec![150.0; 9];
+        let run = run_with(&[old, old, 10_000], vec![8.0; 9]);
+        let with_it = pods_for(30.0 + (8.0 + 10.0 * 10.0) / 30.0);
+        assert_ne!(with_it, pods_for(30.0 + (8.0 + 10.0 * 60.0) / 30.0));
+        assert_eq!(
+            arrival_replicas(&run, &arrivals, &clock, 60_000, &config),
+            with_it
         );
     }
 
