@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::BenchError;
 use crate::load::CALL;
-use crate::meter::{Route, free_addr};
+use crate::meter::{Route, free_addr, meter_args};
 use crate::nginx::{self, Processes};
 use crate::upstream::FastUpstream;
 
@@ -162,10 +162,7 @@ async fn profile_run(
         Route::Meter => {
             command
                 .arg(&bench.mcpulse)
-                .arg("meter")
-                .args(["--listen", &listen.to_string()])
-                .args(["--metrics-listen", &free_addr()?.to_string()])
-                .args(["--upstream", &format!("http://{upstream}")])
+                .args(meter_args(listen, free_addr()?, upstream, None))
                 .env("MCPULSE_LOG", "warn");
         }
         Route::Nginx => {

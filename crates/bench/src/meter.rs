@@ -191,7 +191,19 @@ pub(crate) fn start_meter(
     busy_poll: Duration,
     cpus: Option<&[usize]>,
 ) -> Result<KillOnDrop, BenchError> {
-    let args = [
+    let args = meter_args(listen, metrics, upstream, Some(busy_poll));
+    spawn_mcpulse(mcpulse, &args, cpus, "meter")
+}
+
+/// The `mcpulse` arguments of a meter on `listen`, with its metrics on `metrics`, in front of `upstream`, busy
+/// polling for `busy_poll` when given.
+pub(crate) fn meter_args(
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    upstream: SocketAddr,
+    busy_poll: Option<Duration>,
+) -> Vec<String> {
+    let mut args = vec![
         "meter".into(),
         "--listen".into(),
         listen.to_string(),
@@ -199,10 +211,11 @@ pub(crate) fn start_meter(
         metrics.to_string(),
         "--upstream".into(),
         format!("http://{upstream}"),
-        "--busy-poll".into(),
-        format!("{}ns", busy_poll.as_nanos()),
     ];
-    spawn_mcpulse(mcpulse, &args, cpus, "meter")
+    if let Some(window) = busy_poll {
+        args.extend(["--busy-poll".into(), format!("{}ns", window.as_nanos())]);
+    }
+    args
 }
 
 /// Starts the sample agent, stateless, with its metrics on a free port and no registry.
