@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::BenchError;
 use crate::cpu::{CpuSplit, process_cpu, tree_cpu};
 use crate::load::{CALL, LoadResult, closed_loop};
-use crate::nginx::{Nginx, launched, pinned};
-use crate::pin::Placement;
+use crate::nginx::Nginx;
+use crate::pin::{Placement, launched, pinned};
 use crate::upstream::FastUpstream;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::BenchError;
+use crate::pin::{launched, pinned};
 
 pub struct Nginx {
     pub addr: SocketAddr,
@@ -71,38 +72,6 @@ impl Drop for Nginx {
 pub(crate) enum Processes {
     MasterAndWorkers(usize),
     Single,
-}
-
-/// A command running `program`, on `cpus` when given: through `taskset`, which execs the program, so the
-/// child's pid is the program's.
-pub(crate) fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&[usize]>) -> Command {
-    match cpus {
-        Some(cpus) => {
-            let mut command = Command::new("taskset");
-            command.args(["-c", &cpu_list(cpus)]).arg(program);
-            command
-        }
-        None => Command::new(program),
-    }
-}
-
-/// What [`pinned`] starts, as an error message should name it.
-pub(crate) fn launched(program: impl std::fmt::Display, cpus: Option<&[usize]>) -> String {
-    match cpus {
-        Some(cpus) => format!(
-            "taskset -c {} {program} (taskset is in util-linux)",
-            cpu_list(cpus)
-        ),
-        None => program.to_string(),
-    }
-}
-
-/// CPUs as `taskset -c` takes them: `0,2,3`.
-pub(crate) fn cpu_list(cpus: &[usize]) -> String {
-    cpus.iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Debian's `/usr/sbin/nginx`, else the one on PATH.

@@ -1,6 +1,8 @@
 //! CPU placement for `--pin`: the proxy on a core of its own, the client and the upstream on the others, as a
 //! sidecar with its own CPU request runs next to its server and apart from its clients.
 
+use std::process::Command;
+
 use nix::errno::Errno;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
@@ -72,6 +74,38 @@ impl Placement {
         }
         Ok(())
     }
+}
+
+/// A command running `program`, on `cpus` when given: through `taskset`, which execs the program, so the
+/// child's pid is the program's.
+pub(crate) fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&[usize]>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", &cpu_list(cpus)]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// What [`pinned`] starts, as an error message should name it.
+pub(crate) fn launched(program: impl std::fmt::Display, cpus: Option<&[usize]>) -> String {
+    match cpus {
+        Some(cpus) => format!(
+            "taskset -c {} {program} (taskset is in util-linux)",
+            cpu_list(cpus)
+        ),
+        None => program.to_string(),
+    }
+}
+
+/// CPUs as `taskset -c` takes them: `0,2,3`.
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
