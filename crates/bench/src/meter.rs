@@ -98,6 +98,21 @@ pub struct MeterBench {
     pub placement: Option<Placement>,
 }
 
+impl MeterBench {
+    /// The routes each (format, clients) pair is measured on, in order: direct, the meter, the busy-polling
+    /// meter (unless its window is zero), nginx (when asked for).
+    pub fn routes(&self) -> Vec<Route> {
+        let mut routes = vec![Route::Direct, Route::Meter];
+        if !self.busy_poll.is_zero() {
+            routes.push(Route::MeterBusyPoll);
+        }
+        if self.with_nginx {
+            routes.push(Route::Nginx);
+        }
+        routes
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MeterBenchRow {
     pub format: ResponseFormat,
@@ -257,32 +272,44 @@ pub async fn run_meter_bench(
         }
     };
     // Each route with the process to charge its CPU to: none for a direct connection.
-    let mut routes = vec![(Route::Direct, upstream_addr, None)];
-    // The proxies run until the last measurement, when these are dropped.
+    // Each route with its address and the process to charge its CPU to: none for a direct connection. The
+    // proxies run until the last measurement, when these are dropped.
+    let mut routes = Vec::new();
     let mut meters = Vec::new();
-    let polling = (!bench.busy_poll.is_zero()).then_some((Route::MeterBusyPoll, bench.busy_poll));
-    for (route, busy_poll) in std::iter::once((Route::Meter, Duration::ZERO)).chain(polling) {
-        let addr = free_addr()?;
-        let meter = start_meter(
-            &bench.mcpulse,
-            addr,
-            free_addr()?,
-            upstream_addr,
-            busy_poll,
-            proxy_cpus,
-        )?;
-        wait_listening(addr, "mcpulse meter").await?;
-        routes.push((route, addr, Some(meter.0.id())));
-        meters.push(meter);
+    let mut _nginx = None;
+    for route in bench.routes() {
+        let (addr, proxy) = match route {
+            Route::Direct => (upstream_addr, None),
+            Route::Meter | Route::MeterBusyPoll => {
+                let busy_poll = if route == Route::MeterBusyPoll {
+                    bench.busy_poll
+                } else {
+                    Duration::ZERO
+                };
+                let addr = free_addr()?;
+                let meter = start_meter(
+                    &bench.mcpulse,
+                    addr,
+                    free_addr()?,
+                    upstream_addr,
+                    busy_poll,
+                    proxy_cpus,
+                )?;
+                wait_listening(addr, "mcpulse meter").await?;
+                let pid = meter.0.id();
+                meters.push(meter);
+                (addr, Some(pid))
+            }
+            Route::Nginx => {
+                let nginx = Nginx::start(free_addr()?, upstream_addr, proxy_cpus)?;
+                wait_listening(nginx.addr, "nginx").await?;
+                let started = (nginx.addr, Some(nginx.pid()));
+                _nginx = Some(nginx);
+                started
+            }
+        };
+        routes.push((route, addr, proxy));
     }
-    let _nginx = if bench.with_nginx {
-        let nginx = Nginx::start(free_addr()?, upstream_addr, proxy_cpus)?;
-        wait_listening(nginx.addr, "nginx").await?;
-        routes.push((Route::Nginx, nginx.addr, Some(nginx.pid())));
-        Some(nginx)
-    } else {
-        None
-    };
     // The client (and the echo upstream) run in this process, whose children are the proxies: count it alone.
     let client_and_upstream: Vec<u32> = std::iter::once(std::process::id())
         .chain(agent.as_ref().map(|agent| agent.0.id()))
@@ -353,6 +380,35 @@ mod tests {
                 },
             },
         }
+    }
+
+    #[test]
+    fn routes_follow_the_options_in_a_fixed_order() {
+        let bench = |busy_poll: Duration, with_nginx: bool| MeterBench {
+            mcpulse: PathBuf::from("mcpulse"),
+            clients: vec![1],
+            warmup: Duration::ZERO,
+            duration: Duration::ZERO,
+            with_nginx,
+            upstream: UpstreamKind::Echo,
+            busy_poll,
+            placement: None,
+        };
+        let poll = Duration::from_micros(200);
+        assert_eq!(
+            bench(poll, true).routes(),
+            [
+                Route::Direct,
+                Route::Meter,
+                Route::MeterBusyPoll,
+                Route::Nginx
+            ]
+        );
+        assert_eq!(
+            bench(Duration::ZERO, false).routes(),
+            [Route::Direct, Route::Meter],
+            "a zero window and no nginx leave their routes out"
+        );
     }
 
     #[test]

@@ -147,8 +147,7 @@ async fn meter(args: MeterArgs) -> Result<i32> {
             placement.proxy, placement.client_and_upstream
         );
     }
-    let routes = 2 + usize::from(bench.with_nginx) + usize::from(!bench.busy_poll.is_zero());
-    let runs = bench.upstream.formats().len() * bench.clients.len() * routes;
+    let runs = bench.upstream.formats().len() * bench.clients.len() * bench.routes().len();
     let mut done = 0;
     let rows = mcpulse_bench::run_meter_bench(&bench, |what| {
         done += 1;
