@@ -698,6 +698,8 @@ struct Clock {
     scrape: i64,
     window: i64,
     delay: i64,
+    /// The scalers' CPU initialization period: a pod's CPU sample is distrusted this long after its start.
+    cpu_initialization: i64,
 }
 
 impl Clock {
@@ -785,12 +787,6 @@ fn observe(
     idle_cpu: f64,
 ) -> Result<Observation, SimError> {
     let scraped = clock.scraped_at(now);
-    let cpu_initialization = i64::try_from(
-        ControllerConfig::default()
-            .cpu_initialization_period
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX);
     let mut pods = Vec::with_capacity(run.pods.len());
     let mut cpu_samples = Vec::new();
     let mut inflight_samples = Vec::new();
@@ -826,7 +822,7 @@ fn observe(
                 if let Some(q) = window_mean(&run.inflight, scraped, window, clock.tick) {
                     inflight_samples.push(sample(q, window)?);
                 }
-            } else if p.created < scraped && now - p.created < cpu_initialization {
+            } else if p.created < scraped && now - p.created < clock.cpu_initialization {
                 // Ready, but not serving at the scrape: its container already ran through start-up (modelled
                 // as idle), and a CPU sample of that reaches the engine. Within the CPU initialization period
                 // and with a window that began before the pod was ready, upstream's rule sets it aside as
@@ -968,6 +964,7 @@ pub fn simulate(
     if !all.contains(&PolicyKind::Oracle) {
         all.push(PolicyKind::Oracle);
     }
+    let controller = ControllerConfig::default();
     let clock = Clock {
         start: trace.start,
         tick,
@@ -975,6 +972,7 @@ pub fn simulate(
         scrape: ms(config.scrape_interval),
         window: ms(config.rate_window),
         delay: ms(config.metric_delay),
+        cpu_initialization: ms(controller.cpu_initialization_period),
     };
     let initial = oracle_plan.first().copied().unwrap_or(config.min_replicas);
     // Warm start: every policy begins with the oracle's first count, long past start-up.
@@ -982,7 +980,7 @@ pub fn simulate(
     let mut runs = Vec::with_capacity(all.len());
     for kind in &all {
         let scaler = match config.spec(*kind)? {
-            Some(spec) => Some(Scaler::new(&spec, ControllerConfig::default())?),
+            Some(spec) => Some(Scaler::new(&spec, controller)?),
             None => None,
         };
         let mut run = Run::new(*kind, scaler, ticks);
@@ -1218,6 +1216,7 @@ mod tests {
             scrape: 15_000,
             window: 60_000,
             delay: 15_000,
+            cpu_initialization: 300_000,
         }
     }
 
