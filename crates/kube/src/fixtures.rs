@@ -105,7 +105,6 @@ impl FakePrometheus {
             .insert(query.to_owned(), answer);
     }
 
-    /// The range queries asked so far: query, start, end.
     /// Leaves `query` out of the range table, so asking for it fails as a missing series would.
     pub fn forget_range(&self, query: &str) {
         self.range
@@ -114,6 +113,7 @@ impl FakePrometheus {
             .remove(query);
     }
 
+    /// The range queries asked so far: query, start, end.
     pub fn range_calls(&self) -> Vec<(String, f64, f64)> {
         self.range_calls
             .lock()
